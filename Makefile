@@ -1,0 +1,48 @@
+# The two commands the README starts with:
+#   make demo   set up .venv with what the demo needs (no lerobot, no CUDA) and run the
+#               scripted expert on the simulated arm: success per task, a video, a plot
+#   make test   set up .venv with everything (lerobot, Docker engine when root) and run the suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PLUGINS := $(wildcard plugins/*/*/pyproject.toml)
+CPU_PLUGINS := plugins/robots/sim plugins/rewarders/heuristic
+export MUJOCO_GL ?= egl
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: demo test venv system-deps docker-engine bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Debian libraries for headless MuJoCo rendering and video encoding; skipped when present.
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(VENV)/.demo: $(BIN)/python pyproject.toml $(foreach p,$(CPU_PLUGINS),$(p)/pyproject.toml)
+	$(PIP) install -q -e . $(foreach p,$(CPU_PLUGINS),-e $(p)) -r requirements/demo.txt
+	touch $@
+
+$(VENV)/.test: $(VENV)/.demo requirements/test.txt $(PLUGINS)
+	$(PIP) install -q -r requirements/test.txt $(foreach p,$(dir $(PLUGINS)),-e $(p))
+	$(PIP) install -q --no-deps -r requirements/test-nodeps.txt
+	touch $@
+
+venv: $(VENV)/.test
+
+demo: system-deps $(VENV)/.demo
+	$(BIN)/python scripts/demo.py
+
+docker-engine:
+	@bash scripts/docker/ensure-engine.sh
+
+test: system-deps $(VENV)/.test docker-engine
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+bench: $(VENV)/.test
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .vla

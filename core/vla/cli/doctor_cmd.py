@@ -1,0 +1,95 @@
+"""`vla doctor`: the checks a lab engineer runs before bringing an arm up."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import urllib.error
+import urllib.request
+
+import click
+
+from vla.cli.common import lab_config
+from vla.config import ConfigError, load_arm, load_safety
+
+
+def _health(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return True, response.read(200).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, str(exc)
+
+
+@click.command()
+@click.option("--network/--no-network", default=True, help="Also ask the policy server and rewarder for their health.")
+@click.pass_context
+def doctor(ctx: click.Context, network: bool) -> None:
+    """Check Python, the lab config, arm and safety files, plugins, and the GPU host's services."""
+    from rich.console import Console
+
+    console = Console()
+    failed = 0
+
+    def report(ok: bool | None, what: str, detail: str = "") -> None:
+        nonlocal failed
+        mark = {True: "[green]ok[/green]", False: "[red]FAIL[/red]", None: "[yellow]warn[/yellow]"}[ok]
+        failed += ok is False
+        console.print(f"{mark:>20}  {what}" + (f": {detail}" if detail else ""))
+
+    report(sys.version_info >= (3, 10), "python", sys.version.split()[0])
+    loaded = lab_config(ctx)
+    report(True, "lab config", str(loaded.path or "none found, using defaults"))
+
+    for arm_id in loaded.config.arms:
+        try:
+            arm, arm_path = load_arm(loaded, arm_id)
+            detail = f"robot {arm.robot}"
+            if arm.safety:
+                load_safety(arm_path.parent / arm.safety)
+                detail += f", safety {arm.safety}"
+            else:
+                report(None, f"arm {arm_id}", "no safety file: only the robot's own limits apply")
+            report(True, f"arm {arm_id}", detail)
+        except ConfigError as exc:
+            report(False, f"arm {arm_id}", str(exc))
+
+    from vla.plugins import get_registry
+
+    registry = get_registry()
+    for plugin in registry.plugins:
+        report(True, f"plugin {plugin.distribution}", plugin.version)
+    for failure in registry.failures:
+        report(False, f"plugin {failure.distribution}", failure.error)
+    for arm_id in loaded.config.arms:
+        try:
+            arm, _ = load_arm(loaded, arm_id)
+            registry.get("robots", arm.robot)
+        except Exception as exc:
+            report(False, f"robot driver for {arm_id}", str(exc))
+
+    for module, why in (("cv2", "JPEG frames and colour rewards"), ("mujoco", "the simulated arm"), ("lerobot", "the real SO-101, recording, training")):
+        found = importlib.util.find_spec(module) is not None
+        report(True if found else None, f"python module {module}", "installed" if found else f"missing ({why})")
+    report(True if shutil.which("docker") else None, "docker", shutil.which("docker") or "not found (needed only on the GPU host)")
+
+    if network:
+        policy_http = loaded.config.policy_server.resolved_url().replace("ws://", "http://").replace("wss://", "https://")
+        ok, detail = _health(policy_http.rstrip("/") + "/healthz")
+        report(ok if ok else None, f"policy server {policy_http}", _summary(detail))
+        rewarder = loaded.config.rewarder.resolved_url()
+        ok, detail = _health(rewarder.rstrip("/") + "/healthz")
+        report(ok if ok else None, f"rewarder {rewarder}", _summary(detail))
+    if failed:
+        raise SystemExit(1)
+
+
+def _summary(text: str) -> str:
+    try:
+        return str(json.loads(text).get("status", text))
+    except (ValueError, AttributeError):
+        return text[:120]

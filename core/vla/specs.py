@@ -1,0 +1,198 @@
+"""What a plugin registers: small attrs specs that describe a component without importing it.
+
+A spec names its factory as an import path ("package.module:attribute") so that listing
+plugins never imports torch; the factory is resolved only when the component is built.
+Anything that runs on the GPU host also carries one or more ``ServiceSpec`` entries, which
+`vla up` turns into compose services. Service specs hold no compose-only ideas, so the same
+spec can become a Kubernetes object later (see design.md, "Beyond one host").
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, ClassVar
+
+import attrs
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+IMPORT_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class SpecError(ValueError):
+    """A spec field holds a value that cannot work. The message names the field."""
+
+
+def _name(_inst, attribute, value):
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise SpecError(
+            f"field {attribute.name!r}: expected a lowercase name matching {NAME_RE.pattern}, got {value!r}"
+        )
+
+
+def _one_line(_inst, attribute, value):
+    if not isinstance(value, str) or not value.strip() or "\n" in value:
+        raise SpecError(f"field {attribute.name!r}: expected a non-empty one-line string, got {value!r}")
+
+
+def _import_path(_inst, attribute, value):
+    if not isinstance(value, str) or not IMPORT_PATH_RE.match(value):
+        raise SpecError(
+            f"field {attribute.name!r}: expected an import path 'package.module:attribute', got {value!r}"
+        )
+
+
+def _config_class(_inst, attribute, value):
+    if value is not None and not (isinstance(value, type) and attrs.has(value)):
+        raise SpecError(f"field {attribute.name!r}: expected an attrs class or None, got {value!r}")
+
+
+def _port(_inst, attribute, value):
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536):
+        raise SpecError(f"field {attribute.name!r}: expected a TCP port 1-65535 or None, got {value!r}")
+
+
+def _non_negative_int(_inst, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SpecError(f"field {attribute.name!r}: expected a whole number >= 0, got {value!r}")
+
+
+def _str_tuple(_inst, attribute, value):
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"field {attribute.name!r}: expected a list of strings, got {value!r}")
+
+
+def _str_dict(_inst, attribute, value):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise SpecError(f"field {attribute.name!r}: expected a mapping of strings to strings, got {value!r}")
+
+
+def _positive_number(_inst, attribute, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise SpecError(f"field {attribute.name!r}: expected a number > 0, got {value!r}")
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _dict(value):
+    return dict(value) if isinstance(value, dict) else value
+
+
+def resolve_import_path(path: str) -> Any:
+    """Import ``package.module:attribute`` and return the attribute."""
+    module_name, _, attr_path = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@attrs.frozen
+class HealthCheck:
+    """A health check run inside the container. Images may lack curl, so it is a command."""
+
+    command: tuple[str, ...] = attrs.field(converter=_tuple, validator=_str_tuple)
+    interval_s: float = attrs.field(default=10.0, validator=_positive_number)
+    timeout_s: float = attrs.field(default=5.0, validator=_positive_number)
+    retries: int = attrs.field(default=3, validator=_non_negative_int)
+    # Model loading can take minutes; a short start period marks a loading server unhealthy.
+    start_period_s: float = attrs.field(default=120.0, validator=_positive_number)
+
+    @classmethod
+    def http(cls, port: int, path: str = "/healthz", **kwargs) -> HealthCheck:
+        """A check that passes when ``GET http://127.0.0.1:PORT/PATH`` answers 200, using only Python."""
+        code = (
+            "import sys,urllib.request;"
+            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=4).status==200 else 1)"
+        )
+        return cls(command=("python3", "-c", code), **kwargs)
+
+
+@attrs.frozen
+class ServiceSpec:
+    """One long-running service on the GPU host (a policy server, a rewarder, a VLM backend)."""
+
+    name: str = attrs.field(validator=_name)
+    image: str = attrs.field(validator=_one_line)
+    command: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_str_tuple)
+    # Folder with the Dockerfile, relative to the repository or absolute; None for upstream images.
+    build_context: str | None = None
+    port: int | None = attrs.field(default=None, validator=_port)
+    gpus: int = attrs.field(default=0, validator=_non_negative_int)
+    healthcheck: HealthCheck | None = None
+    # named volume -> mount path inside the container
+    volumes: dict[str, str] = attrs.field(factory=dict, converter=_dict, validator=_str_dict)
+    environment: dict[str, str] = attrs.field(factory=dict, converter=_dict, validator=_str_dict)
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_str_tuple)
+    # Shared memory with the host, which vLLM's and torch's worker processes need.
+    ipc_host: bool = False
+    # Whether the service is reachable from the arms (policy, rewarder) or internal (vLLM).
+    public: bool = True
+
+
+@attrs.frozen
+class ComponentSpec:
+    """Fields every registered component shares."""
+
+    kind: ClassVar[str] = "component"
+
+    name: str = attrs.field(validator=_name)
+    description: str = attrs.field(validator=_one_line)
+    factory: str = attrs.field(validator=_import_path)
+    config: type | None = attrs.field(default=None, validator=_config_class)
+    services: tuple[ServiceSpec, ...] = attrs.field(default=(), converter=_tuple)
+
+    @services.validator
+    def _check_services(self, attribute, value):
+        if not isinstance(value, tuple) or not all(isinstance(s, ServiceSpec) for s in value):
+            raise SpecError(f"field {attribute.name!r}: expected a list of ServiceSpec, got {value!r}")
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise SpecError(f"field {attribute.name!r}: service names repeat: {names}")
+
+    @property
+    def service(self) -> ServiceSpec | None:
+        """The service the clients talk to; any others are its backends."""
+        return self.services[0] if self.services else None
+
+    def load_factory(self):
+        return resolve_import_path(self.factory)
+
+    def default_config(self):
+        return self.config() if self.config is not None else None
+
+    def build(self, config=None, **kwargs):
+        """Import the factory and call it with the config (its defaults when None)."""
+        if config is None:
+            config = self.default_config()
+        factory = self.load_factory()
+        return factory(config, **kwargs) if self.config is not None else factory(**kwargs)
+
+
+@attrs.frozen
+class RobotSpec(ComponentSpec):
+    kind: ClassVar[str] = "robots"
+
+
+@attrs.frozen
+class PolicySpec(ComponentSpec):
+    kind: ClassVar[str] = "policies"
+
+
+@attrs.frozen
+class RewarderSpec(ComponentSpec):
+    kind: ClassVar[str] = "rewarders"
+
+
+@attrs.frozen
+class TrainerSpec(ComponentSpec):
+    kind: ClassVar[str] = "trainers"
+
+
+SPEC_TYPES: dict[str, type[ComponentSpec]] = {
+    cls.kind: cls for cls in (RobotSpec, PolicySpec, RewarderSpec, TrainerSpec)
+}
+KINDS = tuple(SPEC_TYPES)
+SINGULAR = {"robots": "robot", "policies": "policy", "rewarders": "rewarder", "trainers": "trainer"}

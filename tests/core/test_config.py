@@ -1,0 +1,134 @@
+"""The lab config: files, .env, environment overrides, strict errors, `vla init` and `vla config show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vla.config import ConfigError, load_arm, load_config, load_safety
+
+CLEAN_ENV = {
+    var: ""
+    for var in (
+        "POLICY_SERVER_HOST",
+        "POLICY_SERVER_PORT",
+        "POLICY_SERVER_URL",
+        "REWARDER_HOST",
+        "REWARDER_PORT",
+        "REWARDER_URL",
+        "ACTIONS_PER_CHUNK",
+        "CHUNK_SIZE_THRESHOLD",
+        "LOG_DIR",
+        "VLA_API_KEY",
+        "VLA_CONFIG",
+    )
+}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(environ={})
+    assert loaded.path is None
+    assert loaded.config.client.actions_per_chunk == 40
+    assert loaded.config.client.chunk_size_threshold == 0.6
+    assert loaded.config.policy_server.resolved_url() == "ws://localhost:8080"
+    assert loaded.sources["client.actions_per_chunk"] == "default"
+
+
+def test_file_then_dotenv_then_environment(tmp_path):
+    cfg = _write(tmp_path / "vla.yaml", "policy_server:\n  host: gpu1\n  port: 9000\nclient:\n  actions_per_chunk: 30\n")
+    _write(tmp_path / ".env", "POLICY_SERVER_PORT=9100\nCHUNK_SIZE_THRESHOLD=0.7\n")
+    loaded = load_config(cfg, environ={"ACTIONS_PER_CHUNK": "50"})
+    c = loaded.config
+    assert (c.policy_server.host, c.policy_server.port) == ("gpu1", 9100)
+    assert c.client.chunk_size_threshold == 0.7
+    assert c.client.actions_per_chunk == 50
+    assert loaded.sources["policy_server.host"] == str(cfg)
+    assert loaded.sources["policy_server.port"].endswith(".env:POLICY_SERVER_PORT")
+    assert loaded.sources["client.actions_per_chunk"] == "env:ACTIONS_PER_CHUNK"
+    assert c.policy_server.resolved_url() == "ws://gpu1:9100"
+
+
+def test_url_wins_and_api_key_reaches_both_services(tmp_path):
+    loaded = load_config(
+        _write(tmp_path / "vla.yaml", "{}\n"),
+        environ={"POLICY_SERVER_URL": "wss://gpu:443", "VLA_API_KEY": "k"},
+    )
+    assert loaded.config.policy_server.resolved_url() == "wss://gpu:443"
+    assert loaded.config.policy_server.api_key == loaded.config.rewarder.api_key == "k"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("client:\n  actions_per_chunks: 40\n", "client.actions_per_chunks", "unknown key"),
+        ("client:\n  actions_per_chunk: forty\n", "client.actions_per_chunk", "expected an integer"),
+        ("policy_server: 8080\n", "policy_server", "expected a mapping"),
+        ("client:\n  merge: [1]\n", "client.merge", "expected a string"),
+        ("bogus: 1\n", "bogus", "unknown key"),
+    ],
+)
+def test_bad_file_names_file_key_and_expectation(tmp_path, text, key, expected):
+    cfg = _write(tmp_path / "vla.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, environ={})
+    assert info.value.source == str(cfg)
+    assert info.value.key == key
+    assert expected in info.value.problem
+
+
+def test_bad_environment_value_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path / "vla.yaml", "{}\n"), environ={"POLICY_SERVER_PORT": "eighty"})
+    assert info.value.source == "env:POLICY_SERVER_PORT"
+    assert "expected an integer" in info.value.problem
+
+
+def test_cli_exits_2_on_bad_config(tmp_path, vla_cli):
+    cfg = _write(tmp_path / "vla.yaml", "client:\n  chunk_size_threshold: high\n")
+    result = vla_cli("--config", str(cfg), "config", "show", env=CLEAN_ENV)
+    assert result.returncode == 2
+    assert str(cfg) in result.stderr
+    assert "client.chunk_size_threshold" in result.stderr
+    assert "expected a number" in result.stderr
+
+
+def test_init_writes_a_lab_that_loads(tmp_path, vla_cli):
+    lab = tmp_path / "lab"
+    result = vla_cli("init", str(lab), "--arms", "2", "--lab", "bench", env=CLEAN_ENV)
+    assert result.returncode == 0, result.stderr
+    for rel in ("vla.yaml", ".env.example", "arms/arm01.yaml", "arms/arm02.yaml", "safety/so101.yaml"):
+        assert (lab / rel).is_file(), rel
+    loaded = load_config(lab / "vla.yaml", environ={})
+    assert loaded.config.lab == "bench"
+    assert sorted(loaded.config.arms) == ["arm01", "arm02"]
+    arm, arm_path = load_arm(loaded, "arm02")
+    assert arm.robot == "so101" and arm.config["id"] == "arm02"
+    safety = load_safety(arm_path.parent / arm.safety)
+    assert list(safety.joints) == ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+    assert safety.joints["shoulder_pan"].max == pytest.approx(1.91986)
+    assert safety.joints["gripper"].min == pytest.approx(-0.174533)
+
+    again = vla_cli("init", str(lab), env=CLEAN_ENV)
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_config_show_reports_sources(tmp_path, vla_cli):
+    vla_cli("init", str(tmp_path), env=CLEAN_ENV, check=True)
+    env = {**CLEAN_ENV, "POLICY_SERVER_HOST": "gpu7", "VLA_API_KEY": "secret"}
+    del env["POLICY_SERVER_HOST"]
+    result = vla_cli("config", "show", "--json", cwd=tmp_path, env={**env, "POLICY_SERVER_HOST": "gpu7"}, check=True)
+    payload = json.loads(result.stdout)
+    rows = {r["key"]: r for r in payload["settings"]}
+    assert rows["policy_server.host"] == {"key": "policy_server.host", "value": "gpu7", "source": "env:POLICY_SERVER_HOST"}
+    assert rows["client.actions_per_chunk"]["source"].endswith("vla.yaml")
+    assert rows["policy_server.api_key"]["value"] == "***"
+    assert rows["client.connect_timeout_s"]["source"] == "default"
