@@ -27,8 +27,9 @@ class Robot(Protocol):
 
     def disconnect(self) -> None: ...
 
-    def observe(self) -> dict[str, Any]:
-        """The current observation: state (radians, float32) and one image per camera."""
+    def observe(self, images: bool = True) -> dict[str, Any]:
+        """The current observation: state (radians, float32) and, unless ``images`` is False,
+        one image per camera. A policy without cameras should not pay for rendering them."""
 
     def act(self, q) -> None:
         """Command absolute joint positions (radians). Called once per control tick."""
