@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PLUGINS := $(wildcard plugins/*/*/pyproject.toml)
-CPU_PLUGINS := plugins/robots/sim plugins/rewarders/heuristic
+DEMO_PLUGINS := plugins/robots/sim
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
@@ -21,8 +21,8 @@ $(BIN)/python:
 system-deps:
 	@bash scripts/system-deps.sh
 
-$(VENV)/.demo: $(BIN)/python pyproject.toml $(foreach p,$(CPU_PLUGINS),$(p)/pyproject.toml)
-	$(PIP) install -q -e . $(foreach p,$(CPU_PLUGINS),-e $(p)) -r requirements/demo.txt
+$(VENV)/.demo: $(BIN)/python pyproject.toml $(foreach p,$(DEMO_PLUGINS),$(p)/pyproject.toml)
+	$(PIP) install -q -e ".[eval]" $(foreach p,$(DEMO_PLUGINS),-e $(p))
 	touch $@
 
 $(VENV)/.test: $(VENV)/.demo requirements/test.txt $(PLUGINS)
