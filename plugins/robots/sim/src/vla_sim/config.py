@@ -1,0 +1,42 @@
+"""Config classes of vla-sim's components. Light on purpose: the entry point imports this module."""
+
+from __future__ import annotations
+
+import attrs
+
+CAMERA_NAMES = ("front", "wrist")
+TASK_IDS = ("pick_place", "push_left", "lift")  # the tasks in tasks.py, named here for light imports
+
+
+def _positive(_inst, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+@attrs.define
+class SimConfig:
+    """The simulated arm (the `sim` robot): control rate, physics substeps and cameras."""
+
+    task: str = "pick_place"  # task id or goal text for connect(); reset() chooses per episode
+    seed: int | None = None
+    control_hz: float = attrs.field(default=30.0, validator=_positive)
+    substeps: int = attrs.field(default=10, validator=_positive)  # physics steps per control tick
+    image_height: int = attrs.field(default=224, validator=_positive)
+    image_width: int = attrs.field(default=224, validator=_positive)
+    cameras: list[str] = attrs.field(factory=lambda: list(CAMERA_NAMES))
+
+    @cameras.validator
+    def _check_cameras(self, attribute, value):
+        if not value or any(c not in CAMERA_NAMES for c in value):
+            raise ValueError(f"cameras must be a non-empty list of {', '.join(CAMERA_NAMES)}; got {value!r}")
+
+
+@attrs.define
+class ScriptedConfig:
+    """The scripted expert (the `scripted` policy)."""
+
+    horizon: int = attrs.field(default=40, validator=_positive)  # actions per chunk
+    control_hz: float = attrs.field(default=30.0, validator=_positive)  # the rate its chunks are timed for
+    speed: float = attrs.field(default=0.15, validator=_positive)  # m/s of the tool in free moves
+    approach_speed: float = attrs.field(default=0.08, validator=_positive)  # m/s near objects
+    push_speed: float = attrs.field(default=0.06, validator=_positive)  # m/s while pushing

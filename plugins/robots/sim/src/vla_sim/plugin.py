@@ -1,0 +1,39 @@
+"""vla-sim's entry point: the robot `sim`, the policy `scripted` and the `vla sim` commands.
+
+Imports only vla, attrs and the light config modules: listing plugins must not import MuJoCo.
+"""
+
+from vla import hookimpl
+from vla.specs import PolicySpec, RobotSpec
+from vla_sim.config import ScriptedConfig, SimConfig
+
+
+@hookimpl
+def register_robots(register):
+    register(
+        RobotSpec(
+            name="sim",
+            description="Simulated SO-101 on a table in MuJoCo: pick_place, push_left and lift, front and wrist cameras.",
+            factory="vla_sim.robot:SimRobot",
+            config=SimConfig,
+        )
+    )
+
+
+@hookimpl
+def register_policies(register):
+    register(
+        PolicySpec(
+            name="scripted",
+            description="Scripted IK expert for the sim tasks; reads object poses from observation.environment_state.",
+            factory="vla_sim.expert:ScriptedPolicy",
+            config=ScriptedConfig,
+        )
+    )
+
+
+@hookimpl
+def register_commands(cli):
+    from vla_sim.cli import sim
+
+    cli.add_command(sim)
