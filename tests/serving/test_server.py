@@ -1,0 +1,323 @@
+"""The policy server over real loopback sockets: answers, health states, metrics, batching, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+import websockets
+
+from vla.protocol.client import PolicyClient
+from vla.protocol.errors import PolicyError
+from vla.serving.server import PolicyServer
+from vla.testing.policies import TimedPolicy, expected_chunk
+
+
+class RecordingPolicy(TimedPolicy):
+    """TimedPolicy that keeps the observations it was given."""
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.seen: list[dict] = []
+
+    def infer(self, batch):
+        self.seen.extend(batch)
+        return super().infer(batch)
+
+
+def test_answers_carry_the_right_chunk_timings_and_echoes(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            assert client.metadata["protocol"] == "vla/1" and client.metadata["horizon"] == 10
+            state = [0.1, -0.2, 0.3, 0.0, 0.5, 0.2]
+            obs = helpers.observation(state) | {"timestamp": 123.25, "request_id": 77}
+            reply = await client.infer(obs)
+            np.testing.assert_allclose(reply["actions"], expected_chunk(state, horizon=10), atol=1e-6)
+            assert reply["actions"].dtype == np.float32
+            assert reply["request_id"] == 77 and reply["timestamp"] == 123.25
+            timing = reply["server_timing"]
+            assert timing["batch_size"] == 1 and timing["total_ms"] >= timing["infer_ms"] >= 0
+            # RTC inputs reach the backend: the first d actions come from prev_chunk
+            prev = np.full((10, 6), 0.25, np.float32)
+            reply = await client.infer(helpers.observation(state) | {"inference_delay": 3, "prev_chunk": prev})
+            np.testing.assert_allclose(reply["actions"][:3], prev[:3])
+            np.testing.assert_allclose(reply["actions"][3:], expected_chunk(state, horizon=10)[3:], atol=1e-6)
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_jpeg_frames_are_decoded_to_rgb_for_the_backend(helpers, run_async):
+    policy = RecordingPolicy(helpers.small_policy().config)
+
+    async def scenario():
+        async with PolicyServer(policy, port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url, jpeg_quality=95)
+            obs = helpers.observation([0.0] * 6)
+            front = np.zeros((48, 64, 3), np.uint8)
+            front[..., 0] = 220  # pure red: a BGR/RGB mix-up would show in channel 2
+            obs["observation.images.front"] = front
+            reply = await client.infer(obs)
+            np.testing.assert_allclose(reply["actions"], expected_chunk([0.0] * 6, horizon=10), atol=1e-6)
+            seen = policy.seen[-1]["observation.images.front"]
+            assert seen.shape == (48, 64, 3) and seen.dtype == np.uint8
+            assert abs(float(seen[..., 0].mean()) - 220) < 5 and float(seen[..., 2].mean()) < 5
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_health_goes_starting_then_ready_and_waiting_clients_get_metadata(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(warmup_s=1.0), port=0) as server:
+            status, content_type, body = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/healthz"))
+            assert status == 503 and content_type == "application/json"
+            assert json.loads(body)["status"] == "starting"
+            # a client connecting now is held until the policy is ready, then gets the metadata
+            client = await PolicyClient.connect(server.url, open_timeout=5)
+            assert server.state == "ready" and client.metadata["policy"] == "timed"
+            status, _, body = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/healthz"))
+            assert status == 200 and json.loads(body)["status"] == "ready"
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_failed_warmup_is_reported_with_its_reason(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(fail_warmup=True), port=0) as server:
+            assert await server.wait_settled(5) == "failed"
+            status, _, body = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/healthz"))
+            health = json.loads(body)
+            assert status == 503 and health["status"] == "failed"
+            assert "warm-up failed on purpose" in health["reason"]
+            with pytest.raises(ConnectionError, match="failed to start"):
+                await PolicyClient.connect(server.url)
+
+    run_async(scenario())
+
+
+def test_health_answers_while_a_model_call_runs(helpers, run_async):
+    """The model runs in a worker thread: the event loop keeps serving HTTP during a 1.5 s call."""
+
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(batch_cost_ms=1500), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            started = time.perf_counter()
+            pending = asyncio.create_task(client.infer(helpers.observation([0.0] * 6)))
+            await asyncio.sleep(0.3)  # the call is now running
+            assert not pending.done()
+            t0 = time.perf_counter()
+            status, _, body = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/healthz"))
+            health_s = time.perf_counter() - t0
+            status_m, _, metrics = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/metrics"))
+            assert status == 200 and json.loads(body)["status"] == "ready"
+            assert status_m == 200 and "vla_connections" in metrics
+            assert health_s < 0.5, f"health took {health_s:.3f}s during a model call"
+            assert not pending.done(), "the model call should still be running"
+            reply = await pending
+            assert time.perf_counter() - started >= 1.4
+            assert reply["server_timing"]["infer_ms"] >= 1400
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_backend_errors_become_error_frames_and_the_connection_goes_on(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(fail_task="explode"), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            with pytest.raises(PolicyError) as info:
+                await client.infer(helpers.observation([0.0] * 6, task="explode"))
+            assert info.value.code == "inference_failed" and "on purpose" in info.value.message
+            reply = await client.infer(helpers.observation([0.3] * 6))
+            np.testing.assert_allclose(reply["actions"], expected_chunk([0.3] * 6, horizon=10), atol=1e-6)
+            await client.close()
+
+    run_async(scenario())
+
+
+class WrongShapePolicy(TimedPolicy):
+    def infer(self, batch):
+        return [np.zeros((4, 5), np.float32) for _ in batch]
+
+
+def test_a_policy_answering_the_wrong_shape_is_reported(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(WrongShapePolicy(helpers.small_policy().config), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            with pytest.raises(PolicyError) as info:
+                await client.infer(helpers.observation([0.0] * 6))
+            assert info.value.code == "bad_policy_output"
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_reset_reaches_the_backend(helpers, run_async):
+    policy = helpers.small_policy()
+
+    async def scenario():
+        async with PolicyServer(policy, port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            await client.infer(helpers.observation([0.0] * 6) | {"reset": True, "session": "arm-1"})
+            await client.infer(helpers.observation([0.0] * 6))
+            assert policy.resets == 1
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_concurrent_clients_are_batched_and_each_gets_its_own_answer(helpers, run_async):
+    policy = helpers.small_policy(batch_cost_ms=80)
+
+    async def arm(url, index, rounds):
+        client = await PolicyClient.connect(url)
+        sizes = []
+        for r in range(rounds):
+            state = [index + 0.01 * r, -index, 0.5, 0.0, 0.1 * index, r * 0.001]
+            reply = await client.infer(helpers.observation(state, seed=index))
+            np.testing.assert_allclose(reply["actions"], expected_chunk(state, horizon=10), atol=1e-5)
+            sizes.append(reply["server_timing"]["batch_size"])
+        await client.close()
+        return sizes
+
+    async def scenario():
+        async with PolicyServer(policy, port=0, max_batch=4, max_wait_ms=20) as server:
+            await server.wait_settled(5)
+            results = await asyncio.gather(*(arm(server.url, i, 6) for i in range(4)))
+            sizes = [s for arm_sizes in results for s in arm_sizes]
+            # after the first rounds line up, the four arms share model calls
+            assert max(sizes) == 4
+            assert policy.calls <= 12, f"{policy.calls} calls for 24 requests: {policy.batch_sizes}"
+            assert max(policy.batch_sizes) <= 4
+
+    run_async(scenario())
+
+
+def test_metrics_count_requests_errors_latency_and_batches(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            for _ in range(3):
+                await client.infer(helpers.observation([0.0] * 6))
+            for _ in range(2):
+                with pytest.raises(PolicyError):
+                    await client.infer({"observation.state": np.zeros(6, np.float32)})
+            status, content_type, text = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/metrics"))
+            await client.close()
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        assert samples['vla_requests_total{policy="timed"}'] == 3
+        assert samples['vla_errors_total{policy="timed",code="missing_key"}'] == 2
+        assert samples['vla_request_latency_seconds_count{policy="timed"}'] == 3
+        assert samples['vla_request_latency_seconds_bucket{policy="timed",le="+Inf"}'] == 3
+        assert samples['vla_batch_size_bucket{policy="timed",le="1"}'] == 3
+        assert samples['vla_ready{policy="timed"}'] == 1
+        assert "# TYPE vla_infer_latency_seconds histogram" in text
+
+    run_async(scenario())
+
+
+def test_plain_http_on_other_paths_is_not_a_crash(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(), port=0) as server:
+            await server.wait_settled(5)
+            status, _, _ = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/nothing"))
+            assert status in (400, 426)
+            client = await PolicyClient.connect(server.url)
+            await client.infer(helpers.observation([0.0] * 6))
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_messages_over_the_limit_close_the_connection_with_a_reason(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(), port=0, max_message_bytes=64 * 1024) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            obs = helpers.observation([0.0] * 6) | {"observation.environment_state": np.zeros(20000, np.float32)}
+            with pytest.raises(ConnectionError, match="1009"):
+                await client.infer(obs)
+            other = await PolicyClient.connect(server.url)
+            await other.infer(helpers.observation([0.0] * 6))
+            await other.close()
+
+    run_async(scenario())
+
+
+def test_text_frames_get_an_error_frame(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(), port=0) as server:
+            await server.wait_settled(5)
+            async with websockets.connect(server.url) as ws:
+                await ws.recv()
+                await ws.send("hello")
+                from vla.protocol.codec import decode
+
+                reply = decode(await ws.recv())
+                assert reply["error"]["code"] == "bad_frame"
+
+    run_async(scenario())
+
+
+def test_a_late_reply_to_an_abandoned_request_is_not_taken_for_the_next(helpers, run_async):
+    async def scenario():
+        async with PolicyServer(helpers.small_policy(batch_cost_ms=300), port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.infer(helpers.observation([0.5] * 6)), 0.1)
+            reply = await client.infer(helpers.observation([-0.5] * 6))
+            np.testing.assert_allclose(reply["actions"], expected_chunk([-0.5] * 6, horizon=10), atol=1e-6)
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_jpeg_per_camera_is_the_clients_choice(helpers, run_async):
+    policy = RecordingPolicy(helpers.small_policy().config)
+
+    async def scenario():
+        async with PolicyServer(policy, port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url, jpeg_quality={"wrist": 80})
+            message = await client._prepare(helpers.observation([0.0] * 6))
+            assert isinstance(message["observation.images.wrist"], bytes)
+            assert isinstance(message["observation.images.front"], np.ndarray)
+            obs = helpers.observation([0.0] * 6)
+            await client.infer(obs)
+            seen = policy.seen[-1]
+            np.testing.assert_array_equal(seen["observation.images.front"], obs["observation.images.front"])  # raw: exact
+            assert seen["observation.images.wrist"].shape == (24, 32, 3)
+            await client.close()
+
+    run_async(scenario())
+
+
+def test_max_batch_never_exceeds_what_the_backend_declares(helpers, run_async):
+    async def scenario():
+        for requested, declared, expected in ((None, 3, 3), (2, 3, 2), (16, 3, 3)):
+            policy = helpers.small_policy(max_batch=declared)
+            async with PolicyServer(policy, port=0, max_batch=requested) as server:
+                await server.wait_settled(5)
+                assert server.metadata["max_batch"] == expected
+                assert server.metadata["capabilities"]["batching"] is (expected > 1)
+
+    run_async(scenario())
