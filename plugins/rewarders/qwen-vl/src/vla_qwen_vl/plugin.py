@@ -1,0 +1,65 @@
+"""Entry point of the vla-qwen-vl distribution: registers the `qwen-vl` rewarder and its services.
+
+Services on the GPU host: ``rewarder`` (vla serve-rewarder, the one arms talk to) in front
+of ``vllm`` (the upstream vllm/vllm-openai image serving Qwen2.5-VL-7B-Instruct).
+"""
+
+from vla import hookimpl
+from vla.specs import HealthCheck, RewarderSpec, ServiceSpec
+
+from vla_qwen_vl.config import QwenVLConfig
+
+REWARDER_PORT = 18080
+VLLM_PORT = 8000
+MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+HF_CACHE = "/root/.cache/huggingface"
+
+VLLM = ServiceSpec(
+    name="vllm",
+    image="vllm/vllm-openai:latest",
+    build_context=None,  # upstream image, pulled, not built
+    command=(
+        "--model", MODEL,
+        "--served-model-name", MODEL,
+        "--host", "0.0.0.0",
+        "--port", str(VLLM_PORT),
+        "--max-model-len", "16384",
+        "--limit-mm-per-prompt", '{"image": 4}',  # matches QwenVLConfig.max_frames
+        "--gpu-memory-utilization", "0.85",
+        "--max-logprobs", "20",
+    ),
+    port=VLLM_PORT,
+    gpus=1,
+    # vLLM's HTTP server answers only once the weights are loaded (minutes on first download)
+    healthcheck=HealthCheck.http(VLLM_PORT, "/health", interval_s=15.0, timeout_s=5.0, retries=5,
+                                 start_period_s=900.0),
+    volumes={"vla-model-cache": HF_CACHE},
+    environment={"HF_HOME": HF_CACHE},  # HF_TOKEN, for gated models, comes from the lab .env
+    ipc_host=True,
+    public=False,
+)
+
+REWARDER = ServiceSpec(
+    name="rewarder",
+    image="vla-runtime:latest",
+    build_context="images/runtime",
+    command=("vla", "serve-rewarder", "--rewarder", "qwen-vl", "--host", "0.0.0.0", "--port", str(REWARDER_PORT),
+             "--set", f"base_url=http://vllm:{VLLM_PORT}/v1", "--set", f"model={MODEL}"),
+    port=REWARDER_PORT,
+    gpus=0,
+    healthcheck=HealthCheck.http(REWARDER_PORT, "/healthz", start_period_s=300.0),
+    depends_on=("vllm",),
+)
+
+
+@hookimpl
+def register_rewarders(register):
+    register(
+        RewarderSpec(
+            name="qwen-vl",
+            description="Qwen2.5-VL via vLLM's OpenAI API (or transformers): score = P(yes) / (P(yes) + P(no)).",
+            factory="vla_qwen_vl.rewarder:QwenVLRewarder",
+            config=QwenVLConfig,
+            services=(REWARDER, VLLM),
+        )
+    )
