@@ -249,15 +249,15 @@ def _structure_value(tp: Any, value: Any, source: str, key: str, from_text: bool
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        candidates = [a for a in args if a is not type(None)]
+        errors = []
+        for arg in candidates:
             try:
                 return _structure_value(arg, value, source, key, from_text)
-            except ConfigError:
-                raise
-            except TypeError:
-                continue
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]  # keeps the deeper key of a nested mistake
         raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is dict:
         if not isinstance(value, dict):
@@ -404,6 +404,14 @@ def _record_sources(data: dict, source: str, sources: dict[str, str], prefix: st
             _record_sources(value, source, sources, dotted + ".")
         else:
             sources[dotted] = source
+
+
+def relative_to(config: Any, base: Path) -> Any:
+    """Let a plugin config resolve its relative paths against the file it was read from.
+
+    Plugin config classes that hold paths define ``relative_to(base) -> config``."""
+    method = getattr(config, "relative_to", None)
+    return method(base) if callable(method) else config
 
 
 def load_arm(loaded: LoadedConfig, arm_id: str) -> tuple[ArmConfig, Path]:

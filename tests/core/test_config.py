@@ -132,3 +132,34 @@ def test_config_show_reports_sources(tmp_path, vla_cli):
     assert rows["client.actions_per_chunk"]["source"].endswith("vla.yaml")
     assert rows["policy_server.api_key"]["value"] == "***"
     assert rows["client.connect_timeout_s"]["source"] == "default"
+
+
+def test_union_of_scalars_accepts_either(tmp_path):
+    import attrs
+
+    from vla.config import structure
+
+    @attrs.define
+    class Camera:
+        source: int | str = 0
+
+    assert structure(Camera, {"source": "/dev/video2"}, "arm.yaml").source == "/dev/video2"
+    assert structure(Camera, {"source": 3}, "arm.yaml").source == 3
+    with pytest.raises(ConfigError, match="expected an integer or a string"):
+        structure(Camera, {"source": [1]}, "arm.yaml")
+
+
+def test_plugin_config_paths_resolve_against_the_arm_file(tmp_path):
+    import attrs
+
+    from vla.config import relative_to
+
+    @attrs.define
+    class WithPath:
+        calibration_dir: str = "calib"
+
+        def relative_to(self, base):
+            return attrs.evolve(self, calibration_dir=str(base / self.calibration_dir))
+
+    assert relative_to(WithPath(), tmp_path).calibration_dir == str(tmp_path / "calib")
+    assert relative_to({"plain": 1}, tmp_path) == {"plain": 1}

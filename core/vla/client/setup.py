@@ -17,6 +17,7 @@ from vla.config import (
     SafetyConfig,
     load_arm,
     load_safety,
+    relative_to,
     so101_safety,
     structure,
 )
@@ -52,7 +53,7 @@ def build_robot(loaded: LoadedConfig, robot_name: str | None, arm_id: str | None
         raise RunError(str(exc)) from None
     try:
         if arm is not None and arm.robot == robot_name and spec.config is not None:
-            config = structure(spec.config, arm.config, str(arm_path), "config")
+            config = relative_to(structure(spec.config, arm.config, str(arm_path), "config"), arm_path.parent)
         else:
             config = loaded.plugin_config(spec)
     except ConfigError as exc:

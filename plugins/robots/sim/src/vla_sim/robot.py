@@ -29,6 +29,7 @@ class SimRobot:
     """The simulated SO-101 tabletop. Build with ``SimRobot(SimConfig(...))``."""
 
     joint_names = so101.JOINT_NAMES
+    robot_type = "so101_sim"  # recorded in datasets, beside LeRobot's "so101_follower"
 
     def __init__(self, config: SimConfig | None = None):
         self.config = config or SimConfig()
