@@ -61,19 +61,18 @@ def list_cmd(as_json: bool, kind: str | None) -> None:
         }
         click.echo(json.dumps(payload, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="vla plugins", show_lines=False)
-    for column in ("distribution", "version", "kind", "name", "description", "image"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(row[c] or "") for c in ("distribution", "version", "kind", "name", "description", "image")))
-    # piped output keeps whole names on one line for grep
-    console = Console() if sys.stdout.isatty() else Console(width=240)
-    console.print(table)
+    columns = ("distribution", "version", "kind", "name", "description", "image")
+    click.echo(format_table(columns, [[str(row[c] or "") for c in columns] for row in rows]))
     for failure in registry.failures:
-        console.print(f"[red]failed:[/red] {failure.distribution}: {failure.error}")
+        click.secho(f"failed: {failure.distribution}: {failure.error}", fg="red", err=True)
+
+
+def format_table(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    """A plain aligned table. `vla plugins list` runs often; rich would cost it a tenth of a second."""
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
 def installer_command() -> list[str]:
