@@ -225,7 +225,7 @@ def print_table(console, results: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"success@K on {results['robot']} ({results['merge']})")
-    table.add_column("task")
+    table.add_column("task", no_wrap=True, min_width=10)
     table.add_column("episodes", justify="right")
     table.add_column("successes", justify="right")
     for k in results["k"]:
