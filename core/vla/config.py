@@ -77,6 +77,7 @@ class DeployConfig:
     policy_port: int = 8080
     rewarder_port: int = 18080
     gpus: str = "all"  # "all" or comma-separated device ids
+    bind_address: str = "0.0.0.0"  # host address the service ports are published on
 
 
 @attrs.define

@@ -4,8 +4,10 @@ Imports only vla, attrs and the light config modules: listing plugins must not i
 """
 
 from vla import hookimpl
-from vla.specs import PolicySpec, RobotSpec
+from vla.specs import HealthCheck, PolicySpec, RobotSpec, ServiceSpec
 from vla_sim.config import ScriptedConfig, SimConfig
+
+POLICY_PORT = 8080
 
 
 @hookimpl
@@ -28,6 +30,17 @@ def register_policies(register):
             description="Scripted IK expert for the sim tasks; reads object poses from observation.environment_state.",
             factory="vla_sim.expert:ScriptedPolicy",
             config=ScriptedConfig,
+            # CPU-only: lets `vla up --policy scripted` exercise the whole GPU-host path without a GPU
+            services=(
+                ServiceSpec(
+                    name="policy",
+                    image="vla-runtime:latest",
+                    build_context="images/runtime",
+                    command=("vla", "serve", "--policy", "scripted", "--host", "0.0.0.0", "--port", str(POLICY_PORT)),
+                    port=POLICY_PORT,
+                    healthcheck=HealthCheck.http(POLICY_PORT, start_period_s=60.0),
+                ),
+            ),
         )
     )
 
