@@ -1,0 +1,129 @@
+"""`vla train --policy NAME --dataset DIR`: train a policy with a trainer plugin.
+
+The trainer is found in the registry by name (`vla plugins list --kind trainers`); its settings
+come from `plugins.<name>` in vla.yaml, and `-o key=value` adds policy options for one run.
+Before training starts the command prints the epochs the run amounts to
+(steps x batch / frames), because small datasets overfit by epochs, not steps.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from pathlib import Path
+
+import click
+
+from vla.cli.common import ConfigUsageError, lab_config
+from vla.config import ConfigError
+from vla.training.dataset_info import DatasetError, read_dataset_summary
+from vla.training.trainer import TrainingError, TrainRequest, epochs
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` with the value read as YAML (numbers, null, true, lists); a bare word stays text."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise click.BadParameter(f"expected key=value, got {text!r}", param_hint="-o/--option")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def default_output(dataset: Path, policy: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+    return Path("outputs") / "train" / f"{stamp}_{policy}_{dataset.name}"
+
+
+@click.command("train")
+@click.option("--policy", "policy", required=True, help="Trainer name, e.g. act, diffusion, smolvla (see `vla plugins list --kind trainers`).")
+@click.option("--dataset", "dataset", required=True, type=click.Path(path_type=Path), help="A local LeRobot dataset folder.")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Optimizer steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Output folder (default: outputs/train/TIME_POLICY_DATASET).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="A policy option, e.g. -o chunk_size=40 (repeatable).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the trainer config's, usually auto).")
+@click.option("--seed", type=int, default=1000, show_default=True)
+@click.pass_context
+def train(ctx, policy, dataset, steps, batch_size, output, options, device, seed):
+    """Train a policy on a local LeRobot dataset and save a checkpoint `vla serve` can load."""
+    from rich.console import Console
+
+    from vla.plugins import PluginError, UnknownComponent, get_spec
+
+    console = Console(stderr=False)
+    try:
+        spec = get_spec("trainers", policy)
+    except (UnknownComponent, PluginError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy") from None
+    loaded = lab_config(ctx)
+    try:
+        trainer_config = loaded.plugin_config(spec)
+    except ConfigError as exc:
+        raise ConfigUsageError(f"bad configuration: {exc}") from None
+    try:
+        summary = read_dataset_summary(dataset)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dataset") from None
+    parsed = dict(parse_option(o) for o in options)
+    output = output or default_output(dataset, policy)
+    if (output / "pretrained_model").exists():
+        raise click.BadParameter(f"{output} already holds a checkpoint; choose another --output", param_hint="--output")
+
+    n_epochs = epochs(steps, batch_size, summary.frames)
+    console.print(
+        f"dataset {summary.root}: {summary.episodes} episodes, {summary.frames} frames at {summary.fps:g} fps"
+    )
+    console.print(
+        f"training {policy} for {steps} steps x batch {batch_size} = "
+        f"[bold]{n_epochs:.2f} epochs[/bold] (steps x batch / frames = {steps} x {batch_size} / {summary.frames})"
+    )
+
+    trainer = spec.build(trainer_config)
+    request = TrainRequest(
+        dataset=summary.root, output=output, steps=steps, batch_size=batch_size, seed=seed, device=device, options=parsed
+    )
+    result = _run_with_progress(console, trainer, request, policy)
+    loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
+    console.print(f"trained {result.steps} steps in {result.seconds:.1f} s{loss}")
+    console.print(f"checkpoint: {result.checkpoint}")
+    console.print(
+        "serve it: set `plugins: {lerobot: {path: " + str(result.checkpoint) + "}}` in vla.yaml "
+        "(or VLA_LEROBOT_PATH) and run `vla serve --policy lerobot`"
+    )
+
+
+def _run_with_progress(console, trainer, request: TrainRequest, name: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"train {name}", total=request.steps, loss="-")
+
+        every = max(1, request.steps // 20)
+        started = time.monotonic()
+
+        def report(step: int, total: int, metrics: dict) -> None:
+            loss = metrics.get("loss")
+            text = f"{loss:.4f}" if loss is not None else "-"
+            progress.update(task, completed=step, total=total, loss=text)
+            if not console.is_terminal and (step % every == 0 or step == total):
+                # a log file gets a line now and then instead of a bar it cannot redraw
+                progress.console.print(f"step {step}/{total}  loss {text}  {time.monotonic() - started:.0f} s")
+
+        try:
+            return trainer.train(request, report)
+        except TrainingError as exc:
+            raise click.ClickException(str(exc)) from None
