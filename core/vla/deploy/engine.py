@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -38,6 +39,23 @@ def docker_cli() -> str:
     return path
 
 
+def run_bounded(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a short docker probe, killing its whole process group on timeout.
+
+    `docker compose` runs the plugin binary as a grandchild that keeps the output pipes open;
+    plain ``subprocess.run(timeout=...)`` kills only the child and then waits on those pipes
+    forever. We have seen that grandchild spin for minutes on a loaded machine.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @functools.lru_cache(maxsize=None)
 def compose_command() -> tuple[str, ...]:
     """The Compose v2 command: `docker compose`, else a standalone v2 `docker-compose`."""
@@ -47,9 +65,18 @@ def compose_command() -> tuple[str, ...]:
     if standalone:
         candidates.append((standalone,))
     for cmd in candidates:
-        try:
-            out = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=30)
-        except OSError:
+        for _attempt in range(2):
+            try:
+                out = run_bounded([*cmd, "version", "--short"], timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+            except OSError:
+                out = None
+                break
+        else:
+            out = None
+        if out is None:
             continue
         if out.returncode == 0 and out.stdout.strip().lstrip("v").split(".")[0] not in ("", "1"):
             return cmd
@@ -109,7 +136,7 @@ def require_nvidia(client, services: list[str]) -> None:
 
 def _client_major(docker: str) -> int | None:
     try:
-        out = subprocess.run([docker, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30)
+        out = run_bounded([docker, "version", "--format", "{{.Client.Version}}"], timeout=30)
         return int(out.stdout.strip().split(".")[0])
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
@@ -117,7 +144,7 @@ def _client_major(docker: str) -> int | None:
 
 def _has_buildx(docker: str) -> bool:
     try:
-        return subprocess.run([docker, "buildx", "version"], capture_output=True, timeout=30).returncode == 0
+        return run_bounded([docker, "buildx", "version"], timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
