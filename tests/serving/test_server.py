@@ -321,3 +321,46 @@ def test_max_batch_never_exceeds_what_the_backend_declares(helpers, run_async):
                 assert server.metadata["capabilities"]["batching"] is (expected > 1)
 
     run_async(scenario())
+
+
+def test_one_arms_failing_observation_does_not_fail_the_arms_batched_with_it(helpers, run_async):
+    """The policy raises for a whole batch when one observation is bad; the server retries each
+    alone, so only the bad arm gets an error frame and the others get their own chunks."""
+    policy = helpers.small_policy(batch_cost_ms=60, fail_task="explode")
+    failing_batch_sizes = []
+    infer = policy.infer
+
+    def watched_infer(batch):
+        if any(obs.get("task") == "explode" for obs in batch):
+            failing_batch_sizes.append(len(batch))
+        return infer(batch)
+
+    policy.infer = watched_infer
+
+    async def arm(url, index, task):
+        client = await PolicyClient.connect(url)
+        state = [0.1 * index, 0.0, 0.2, 0.0, 0.0, 0.0]
+        try:
+            reply = await client.infer(helpers.observation(state, task=task))
+            return ("ok", reply["actions"], state)
+        except PolicyError as exc:
+            return ("error", exc.code, state)
+        finally:
+            await client.close()
+
+    async def scenario():
+        async with PolicyServer(policy, port=0, max_batch=4, max_wait_ms=50) as server:
+            await server.wait_settled(5)
+            # warm the batcher so all four count as active clients and line up together
+            await asyncio.gather(*(arm(server.url, i, "fine") for i in range(4)))
+            results = await asyncio.gather(*(arm(server.url, i, "explode" if i == 2 else "fine") for i in range(4)))
+            for i, (kind, value, state) in enumerate(results):
+                if i == 2:
+                    assert (kind, value) == ("error", "inference_failed")
+                else:
+                    assert kind == "ok"
+                    np.testing.assert_allclose(value, expected_chunk(state, horizon=10), atol=1e-5)
+            # the bad observation first arrived in a shared batch, then alone
+            assert failing_batch_sizes[0] > 1 and failing_batch_sizes[-1] == 1, failing_batch_sizes
+
+    run_async(scenario())

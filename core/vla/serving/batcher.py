@@ -144,7 +144,13 @@ class Batcher:
         try:
             chunks, infer_ms = await loop.run_in_executor(self.executor, self._call, observations, reset)
         except Exception as exc:
-            log.exception("policy call failed for a batch of %d", len(batch))
+            if len(batch) > 1:
+                # one arm's bad observation must not fail the arms batched with it: ask again one by one
+                log.warning("policy call failed for a batch of %d (%s); retrying each alone", len(batch), exc)
+                for pending in batch:
+                    await self._serve([pending])
+                return
+            log.exception("policy call failed")
             error = ProtocolError(INFERENCE_FAILED, f"the policy raised {type(exc).__name__}: {str(exc)[:300]}")
             self._fail(batch, error)
             return
