@@ -176,9 +176,25 @@ class RobotSpec(ComponentSpec):
     kind: ClassVar[str] = "robots"
 
 
+def _optional_import_path(inst, attribute, value):
+    if value is not None:
+        _import_path(inst, attribute, value)
+
+
 @attrs.frozen
 class PolicySpec(ComponentSpec):
     kind: ClassVar[str] = "policies"
+
+    # For servers that do not speak vla's keys (openpi's serve_policy.py): a class built with
+    # the plugin's config, with request(observation) -> message and actions(reply) -> (H, A).
+    # `vla run --adapter NAME` applies it on the arm's side.
+    client_adapter: str | None = attrs.field(default=None, validator=_optional_import_path)
+
+    def build_client_adapter(self, config=None):
+        if self.client_adapter is None:
+            raise SpecError(f"policy {self.name!r} declares no client adapter")
+        adapter_class = resolve_import_path(self.client_adapter)
+        return adapter_class(config if config is not None else self.default_config())
 
 
 @attrs.frozen

@@ -140,3 +140,47 @@ def test_an_openpi_server_error_is_logged_and_the_arm_holds(tmp_path):
     ticks = [r for r in records if r["type"] == "tick"]
     assert ticks and all(t["hold"] for t in ticks)
     assert {tuple(t["command"]) for t in ticks} == {(0.0,) * 6}
+
+
+def libero_style_policy(obs):
+    """Reads only openpi's example keys, as pi0-FAST's LIBERO inputs do, and answers 10 actions
+    padded to 7 columns (openpi pads actions to the model's width)."""
+    state = np.asarray(obs["observation/state"], dtype=np.float64)
+    assert obs["observation/image"].dtype == np.uint8 and obs["observation/image"].ndim == 3
+    assert obs["observation/wrist_image"].dtype == np.uint8
+    assert isinstance(obs["prompt"], str)
+    actions = np.zeros((10, 7))
+    actions[:, :6] = state + 0.002 * np.arange(1, 11)[:, None]
+    actions[:, 6] = 99.0  # the padding column must never reach the arm
+    return {"actions": actions}
+
+
+def test_vla_run_with_the_pi0_fast_adapter_drives_openpis_own_keys(tmp_path):
+    server = OpenpiProtocolServer(libero_style_policy)
+    try:
+        result = subprocess.run(
+            [VLA, "run", "--robot", "kinematic", "--task", "put the cube in the bowl", "--policy-url", server.url,
+             "--adapter", "pi0-fast", "--merge", "latest", "--duration", "2", "--log-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    obs = server.observations[0]
+    assert obs["prompt"] == "put the cube in the bowl"
+    assert "observation.state" not in obs and obs["observation/state"].shape == (6,)
+    records = list(read_log(next(tmp_path.glob("run_*.jsonl"))))
+    assert not [r for r in records if r["type"] == "event" and r["event"] == "error"]
+    ticks = [r for r in records if r["type"] == "tick" and not r["hold"]]
+    assert len(ticks) >= 30
+    assert all(len(t["command"]) == 6 and max(abs(v) for v in t["command"]) < 3.0 for t in ticks)
+
+
+def test_an_unknown_adapter_is_refused_before_the_arm_moves(tmp_path):
+    result = subprocess.run(
+        [VLA, "run", "--robot", "kinematic", "--task", "x", "--policy-url", "ws://127.0.0.1:9",
+         "--adapter", "timed", "--duration", "1", "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "--adapter timed" in result.stderr and "no client adapter" in result.stderr

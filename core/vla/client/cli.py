@@ -36,9 +36,11 @@ def new_run_id() -> str:
               help="Send camera frames as JPEG of this quality when the server takes JPEG (default: lab config; raw).")
 @click.option("--safety", "safety_path", default=None, type=click.Path(dir_okay=False), help="Safety limits file (default: the arm's).")
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False), help="Where the tick log goes (default: lab config log_dir).")
+@click.option("--adapter", "adapter_name", default=None,
+              help="Policy plugin whose key mapping to apply, for servers that do not speak vla's keys (e.g. pi0-fast for openpi's own server).")
 @click.pass_context
 def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, record_dir, merge,
-        actions_per_chunk, threshold, control_hz, jpeg_quality, safety_path, log_dir):
+        actions_per_chunk, threshold, control_hz, jpeg_quality, safety_path, log_dir, adapter_name):
     """Drive an arm with a remote policy.
 
     A control loop at the arm's rate pops one action per tick from a queue, asks the policy
@@ -54,7 +56,7 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
     from vla.client.clock import RealClock
     from vla.client.controller import Controller, RunError
     from vla.client.session import StopFlag, run_episodes, stop_on_signals, wait_connected
-    from vla.client.setup import build_robot, control_settings
+    from vla.client.setup import build_adapter, build_robot, control_settings
     from vla.client.ticklog import TickLog
     from vla.client.worker import InferenceWorker
 
@@ -71,6 +73,7 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
         setup = build_robot(loaded, robot_name, arm_id, safety_path)
         robot = setup.robot
         settings = control_settings(loaded, robot, merge, control_hz, actions_per_chunk, threshold, jpeg_quality)
+        adapter = build_adapter(loaded, adapter_name)
     except RunError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -81,7 +84,8 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
               threshold=settings.chunk_size_threshold, safety=setup.safety_source, episodes=episodes, seed=seed)
     controller = Controller(robot, setup.safety, settings, clock, log, task=task, session=run_id)
     worker = InferenceWorker(url, api_key=cfg.policy_server.api_key, connect_timeout_s=cfg.client.connect_timeout_s,
-                             max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality)
+                             max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality,
+                             adapter=adapter)
     recorder = None
     results = []
     error: str | None = None

@@ -99,3 +99,19 @@ def control_settings(loaded: LoadedConfig, robot, merge: str | None = None, cont
         )
     except ValueError as exc:
         raise RunError(str(exc)) from None
+
+
+def build_adapter(loaded: LoadedConfig, policy_name: str | None):
+    """The client adapter a policy plugin declares, built with that plugin's lab config (or None)."""
+    if not policy_name:
+        return None
+    from vla.plugins import PluginError, UnknownComponent, get_spec
+    from vla.specs import SpecError
+
+    try:
+        spec = get_spec("policies", policy_name)
+        return spec.build_client_adapter(loaded.plugin_config(spec))
+    except (UnknownComponent, PluginError, SpecError) as exc:
+        raise RunError(f"--adapter {policy_name}: {exc}") from None
+    except ConfigError as exc:
+        raise RunError(f"bad configuration for {policy_name}: {exc}") from None

@@ -29,6 +29,7 @@ class InferenceWorker:
         max_backoff_s: float = 2.0,
         request_timeout_s: float = 10.0,
         jpeg_quality: int | None = None,
+        adapter: Any = None,
         clock: Callable[[], float] = time.perf_counter,
     ):
         self.url = url
@@ -37,6 +38,8 @@ class InferenceWorker:
         self.max_backoff_s = max_backoff_s
         self.request_timeout_s = request_timeout_s
         self.jpeg_quality = jpeg_quality  # the protocol client encodes frames as JPEG when the server takes them
+        # translates to and from a server that does not read vla's keys (see PolicySpec.client_adapter)
+        self.adapter = adapter
         self.clock = clock
         self._events: thread_queue.Queue = thread_queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,10 +169,16 @@ class InferenceWorker:
                 request: InferenceRequest = get.result()
                 t_sent = self.clock()
                 try:
-                    reply = await asyncio.wait_for(client.infer(request.payload), self.request_timeout_s)
+                    payload = self.adapter.request(request.payload) if self.adapter else request.payload
+                    reply = await asyncio.wait_for(client.infer(payload), self.request_timeout_s)
+                    if self.adapter:
+                        reply = {**reply, "actions": self.adapter.actions(reply)}
                 except (PolicyError, ProtocolError) as exc:
                     # an error frame, or a reply that is not a chunk: the connection itself is fine
                     self._post(Failed(request, str(getattr(exc, "code", "error")), str(getattr(exc, "message", exc))))
+                    continue
+                except ValueError as exc:  # the adapter's key map does not fit this observation or reply
+                    self._post(Failed(request, "adapter", str(exc)))
                     continue
                 except asyncio.TimeoutError:
                     return f"no reply within {self.request_timeout_s:g} s"

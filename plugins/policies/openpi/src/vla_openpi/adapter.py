@@ -70,3 +70,16 @@ def from_openpi(reply: dict[str, Any], keys: KeyMap) -> np.ndarray:
             raise KeyMapError(f"openpi {keys.actions!r} has {actions.shape[1]} columns, fewer than action_dim={keys.action_dim}")
         actions = actions[:, : keys.action_dim]
     return np.ascontiguousarray(actions)
+
+
+class OpenpiAdapter:
+    """What `vla run --adapter pi0-fast` puts between the control loop and openpi's own server."""
+
+    def __init__(self, config):
+        self.keys = config.keys
+
+    def request(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return to_openpi(observation, self.keys)
+
+    def actions(self, reply: dict[str, Any]) -> np.ndarray:
+        return from_openpi(reply, self.keys)

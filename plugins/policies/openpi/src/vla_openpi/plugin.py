@@ -46,6 +46,7 @@ def register_policies(register):
             factory="vla_openpi.remote:pi0_backend",
             config=OpenPIConfig,
             services=(openpi_service("pi0"),),
+            client_adapter="vla_openpi.adapter:OpenpiAdapter",
         )
     )
     register(
@@ -55,5 +56,6 @@ def register_policies(register):
             factory="vla_openpi.remote:pi0_fast_backend",
             config=Pi0FastConfig,
             services=(openpi_service("pi0-fast"),),
+            client_adapter="vla_openpi.adapter:OpenpiAdapter",
         )
     )
