@@ -10,6 +10,7 @@ episode's camera.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def eval_cmd(ctx, robot_name, tasks, policy_url, arm_id, episodes, seed, k_text,
     task_list = [t.strip() for entry in tasks for t in entry.split(",") if t.strip()]
     if video_name and Path(video_name).suffix.lower() not in (".mp4", ".gif"):
         raise click.BadParameter("the video must end in .mp4 or .gif", param_hint="--video")
-    console = Console()
+    # logs and pipes are wider than the 80 columns rich assumes, and a folded table is unreadable
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     loaded = lab_config(ctx)
     cfg = loaded.config
     url = policy_url or cfg.policy_server.resolved_url()
