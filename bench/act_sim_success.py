@@ -43,6 +43,7 @@ def sim_config(args) -> dict:
 
 
 def record(args, root: Path) -> Path:
+    from vla_sim.demos import record_demonstrations
     from vla_sim.expert import ScriptedConfig, ScriptedPolicy
     from vla_sim.robot import SimConfig, SimRobot
 
@@ -55,23 +56,12 @@ def record(args, root: Path) -> Path:
     robot.connect()
     expert = ScriptedPolicy(ScriptedConfig(control_hz=args.hz, horizon=10))
     recorder = EpisodeRecorder(root, robot, args.task, "bench", run_id="demos")
-    started, ok = time.monotonic(), 0
-    for seed in range(args.episodes):
-        robot.reset(args.task, seed=seed)
-        expert.reset()
-        recorder.start_episode(robot.task.goal)
-        obs, done = robot.observe(), False
-        while not done:
-            for action in expert.infer([obs])[0]:
-                recorder.add_frame(obs, action)
-                robot.act(action)
-                obs = robot.observe()
-                if robot.success() or robot.timed_out():
-                    done = True
-                    break
-        ok += robot.success()
-        recorder.end_episode()
+    started = time.monotonic()
+
+    def progress(seed, ok):
         print(f"recorded {seed + 1}/{args.episodes} (expert successes {ok}) {time.monotonic() - started:.0f} s", flush=True)
+
+    record_demonstrations(robot, expert, recorder, args.task, range(args.episodes), on_episode=progress)
     recorder.close()
     robot.disconnect()
     return next(p for p in root.glob("*") if (p / "meta" / "info.json").is_file())

@@ -37,6 +37,7 @@ EPISODES = 20
 @pytest.fixture(scope="module")
 def sim_dataset(tmp_path_factory):
     """20 scripted `lift` episodes recorded from the simulator with vla's EpisodeRecorder."""
+    from vla_sim.demos import record_demonstrations
     from vla_sim.expert import ScriptedConfig, ScriptedPolicy
     from vla_sim.robot import SimConfig, SimRobot
 
@@ -47,24 +48,8 @@ def sim_dataset(tmp_path_factory):
     robot.connect()
     expert = ScriptedPolicy(ScriptedConfig(control_hz=HZ, horizon=10))
     recorder = EpisodeRecorder(root, robot, TASK_ID, "arm0", run_id="ci")
-    successes = 0
     try:
-        for seed in range(EPISODES):
-            robot.reset(TASK_ID, seed=seed)
-            expert.reset()
-            recorder.start_episode(robot.task.goal)
-            obs = robot.observe()
-            done = False
-            while not done:
-                for action in expert.infer([obs])[0]:
-                    recorder.add_frame(obs, action)
-                    robot.act(action)
-                    obs = robot.observe()
-                    if robot.success() or robot.timed_out():
-                        done = True
-                        break
-            successes += robot.success()
-            recorder.end_episode()
+        successes = record_demonstrations(robot, expert, recorder, TASK_ID, range(EPISODES))
     finally:
         recorder.close()
         robot.disconnect()
