@@ -371,3 +371,18 @@ def test_installed_plugins_services_are_deployable_and_listen_beyond_the_contain
                 checked += 1
     assert checked > 0
     assert unreachable == [], "services without --host 0.0.0.0"
+
+
+def test_a_hung_docker_probe_is_killed_with_its_grandchildren():
+    """`docker compose` runs its plugin as a grandchild holding the output pipes; a timeout must
+    end the whole group instead of waiting on those pipes forever."""
+    import subprocess
+    import time
+
+    from vla.deploy.engine import run_bounded
+
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_bounded(["sh", "-c", "sleep 30 & wait"], timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert run_bounded(["sh", "-c", "echo ok"], timeout=5.0).stdout.strip() == "ok"
