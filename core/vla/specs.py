@@ -72,6 +72,11 @@ def _positive_number(_inst, attribute, value):
         raise SpecError(f"field {attribute.name!r}: expected a number > 0, got {value!r}")
 
 
+def _optional_url_path(_inst, attribute, value):
+    if value is not None and (not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value)):
+        raise SpecError(f"field {attribute.name!r}: expected a URL path starting with '/', got {value!r}")
+
+
 def _tuple(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -99,6 +104,10 @@ class HealthCheck:
     retries: int = attrs.field(default=3, validator=_non_negative_int)
     # Model loading can take minutes; a short start period marks a loading server unhealthy.
     start_period_s: float = attrs.field(default=120.0, validator=_positive_number)
+    # The HTTP endpoint the command checks, when it is an HTTP check (set by ``http()``), so that
+    # an orchestrator can probe it itself (Kubernetes' httpGet) instead of running the command.
+    http_port: int | None = attrs.field(default=None, validator=_port)
+    http_path: str | None = attrs.field(default=None, validator=_optional_url_path)
 
     @classmethod
     def http(cls, port: int, path: str = "/healthz", **kwargs) -> HealthCheck:
@@ -107,7 +116,17 @@ class HealthCheck:
             "import sys,urllib.request;"
             f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=4).status==200 else 1)"
         )
-        return cls(command=("python3", "-c", code), **kwargs)
+        return cls(command=("python3", "-c", code), http_port=port, http_path=path, **kwargs)
+
+
+@attrs.frozen
+class Resources:
+    """What one copy of a service needs from a machine besides GPUs, at its peak (model loading
+    included). Kubernetes requests both and caps memory at ``memory_gib``; compose, on the one
+    host it owns, uses neither."""
+
+    cpu: float = attrs.field(default=1.0, validator=_positive_number)  # cores
+    memory_gib: float = attrs.field(default=2.0, validator=_positive_number)
 
 
 @attrs.frozen
@@ -130,6 +149,7 @@ class ServiceSpec:
     ipc_host: bool = False
     # Whether the service is reachable from the arms (policy, rewarder) or internal (vLLM).
     public: bool = True
+    resources: Resources = attrs.field(factory=Resources, validator=attrs.validators.instance_of(Resources))
 
 
 @attrs.frozen

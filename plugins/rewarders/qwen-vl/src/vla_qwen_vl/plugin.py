@@ -5,7 +5,7 @@ of ``vllm`` (the upstream vllm/vllm-openai image serving Qwen2.5-VL-7B-Instruct)
 """
 
 from vla import hookimpl
-from vla.specs import HealthCheck, RewarderSpec, ServiceSpec
+from vla.specs import HealthCheck, Resources, RewarderSpec, ServiceSpec
 
 from vla_qwen_vl.config import QwenVLConfig
 
@@ -37,6 +37,8 @@ VLLM = ServiceSpec(
     environment={"HF_HOME": HF_CACHE},  # HF_TOKEN, for gated models, comes from the lab .env
     ipc_host=True,
     public=False,
+    # the weights pass through host memory while loading, and /dev/shm holds the image inputs
+    resources=Resources(cpu=4, memory_gib=32),
 )
 
 REWARDER = ServiceSpec(
