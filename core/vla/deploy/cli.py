@@ -107,13 +107,18 @@ def _display_host(bind: str) -> str:
 @click.option("--dry-run", is_flag=True, help="Print the compose file and start nothing.")
 @click.option("--build/--no-build", default=True, show_default=True, help="Build missing vla images first.")
 @click.option("--wait-timeout", default=900, show_default=True, type=int, help="Seconds to wait for every service to be healthy.")
+@click.option("--target", type=click.Choice(["compose", "k8s"]), default="compose", show_default=True,
+              help="compose: start the services here; k8s: write Kubernetes manifests from the same specs.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="k8s: folder for the manifests (default: .vla/k8s).")
+@click.option("--replicas", multiple=True, metavar="SERVICE=N", help="k8s: pods for a service, e.g. policy=2 (default: deploy.kubernetes.replicas).")
 @click.pass_context
-def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout):
+def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout, target, out, replicas):
     """Start the policy / rewarder services with docker compose and wait until they are healthy.
 
     The compose file goes to .vla/compose.yaml; `--dry-run` prints it (checked with
     `docker compose config` when compose is installed, kept as .vla/compose.dry-run.yaml) and
-    starts nothing.
+    starts nothing. `--target k8s` writes Kubernetes manifests to apply with `kubectl apply -k DIR`
+    instead (`--dry-run` prints them).
     """
     import yaml
 
@@ -121,6 +126,12 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout)
 
     loaded = lab_config(ctx)
     registry, selection = _resolve(loaded, policy, rewarder, trainer)
+    if target == "k8s":
+        from vla.deploy.kubernetes_cli import up_kubernetes
+
+        return up_kubernetes(ctx, loaded, selection, out=out, replicas=replicas, dry_run=dry_run)
+    if out or replicas:
+        raise DeployUsageError("--out and --replicas are for --target k8s")
     deploy = loaded.config.deploy
     bind = bind or os.environ.get("VLA_BIND_ADDRESS") or deploy.bind_address
     try:

@@ -30,8 +30,9 @@ VLLM = ServiceSpec(
     ),
     port=VLLM_PORT,
     gpus=1,
-    # vLLM's HTTP server answers only once the weights are loaded (minutes on first download)
-    healthcheck=HealthCheck.http(VLLM_PORT, "/health", interval_s=15.0, timeout_s=5.0, retries=5,
+    # vLLM's HTTP server answers only once the weights are loaded (minutes on first download).
+    # /v1/models, not /health: /health stays 200 after a GPU fault (vllm#36960).
+    healthcheck=HealthCheck.http(VLLM_PORT, "/v1/models", interval_s=15.0, timeout_s=5.0, retries=5,
                                  start_period_s=900.0),
     volumes={"vla-model-cache": HF_CACHE},
     environment={"HF_HOME": HF_CACHE},  # HF_TOKEN, for gated models, comes from the lab .env
