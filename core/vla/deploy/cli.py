@@ -104,7 +104,7 @@ def _display_host(bind: str) -> str:
 @click.option("--trainer", help="Trainer plugin to run (default: deploy.trainer).")
 @click.option("--gpus", help="GPUs for the GPU services: 'all' or device ids like '0,1' (default: deploy.gpus).")
 @click.option("--bind", default=None, help="Host address the ports are published on (default: $VLA_BIND_ADDRESS, then deploy.bind_address).")
-@click.option("--dry-run", is_flag=True, help="Print the compose file and start nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the compose file (with --target k8s: the manifests) and start nothing.")
 @click.option("--build/--no-build", default=True, show_default=True, help="Build missing vla images first.")
 @click.option("--wait-timeout", default=900, show_default=True, type=int, help="Seconds to wait for every service to be healthy.")
 @click.option("--target", type=click.Choice(["compose", "k8s"]), default="compose", show_default=True,
