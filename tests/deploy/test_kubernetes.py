@@ -323,6 +323,7 @@ def test_the_api_key_is_a_secret_reference_and_never_written(written):
     assert (written["out"] / ".gitignore").read_text().split() == ["secrets.env"]
     assert "# VLA_API_KEY=" in (written["out"] / "secrets.env.example").read_text()
     assert "secrets.env" in written["stderr"]  # told what is left to do
+    assert "needs 3 GPU(s) free: policy 2, vllm 1" in written["stderr"]  # two policy replicas and vLLM
     # the ConfigMap carries the lab config without its key
     [config_map] = [o for o in written["rendered"] if o["kind"] == "ConfigMap"]
     lab = yaml.safe_load(config_map["data"]["vla.yaml"])

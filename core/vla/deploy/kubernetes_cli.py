@@ -33,6 +33,11 @@ def parse_replicas(values: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def gpu_needs(services, replicas: dict[str, int]) -> dict[str, int]:
+    """Whole GPUs per service, replicas included."""
+    return {s.name: s.spec.gpus * replicas.get(s.name, 1) for s in services if s.spec.gpus > 0}
+
+
 def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, replicas: tuple[str, ...], dry_run: bool) -> None:
     from vla.deploy import compose, manifests
     from vla.deploy.cli import STATE_DIR, DeployFailed, DeployUsageError
@@ -73,6 +78,11 @@ def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, rep
     except DeployError as exc:
         raise DeployFailed(str(exc)) from None
     click.echo(f"wrote {len(written)} files to {folder}: {checked}", err=True)
+    gpus = gpu_needs(services, k8s.replicas)
+    if gpus:
+        # compose may put several services on one GPU; a pod gets whole GPUs
+        click.echo(f"the cluster needs {sum(gpus.values())} GPU(s) free: "
+                   + ", ".join(f"{name} {n}" for name, n in gpus.items()), err=True)
     for path in written:
         click.echo(str(path))
     steps = []
