@@ -61,11 +61,21 @@ def _unit(axis) -> tuple[float, float, float]:
     return tuple(float(x) for x in a / n)
 
 
-def tool_transform(xyz, wxyz=None, rpy=None) -> np.ndarray:
-    """Last link -> tool frame, from a quaternion (w x y z) or URDF roll-pitch-yaw."""
-    if (wxyz is None) == (rpy is None):
-        raise ValueError("give the tool rotation as wxyz or as rpy")
-    return _homogeneous(xyz, quat_to_matrix(wxyz) if wxyz is not None else rpy_to_matrix(rpy))
+def tool_transform(xyz, wxyz=None, rpy=None, matrix=None) -> np.ndarray:
+    """A fixed transform (last link -> tool frame, or vla's base -> the model's base), with the
+    rotation given as a quaternion (w x y z), URDF roll-pitch-yaw, or a 3x3 matrix."""
+    given = [r for r in (wxyz, rpy, matrix) if r is not None]
+    if len(given) != 1:
+        raise ValueError("give the rotation as exactly one of wxyz, rpy or matrix")
+    if wxyz is not None:
+        rot = quat_to_matrix(wxyz)
+    elif rpy is not None:
+        rot = rpy_to_matrix(rpy)
+    else:
+        rot = np.asarray(matrix, dtype=float).reshape(3, 3)
+        if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:
+            raise ValueError("the tool rotation must be a proper rotation matrix")
+    return _homogeneous(xyz, rot)
 
 
 class SerialChain:
@@ -74,9 +84,12 @@ class SerialChain:
     ``limits`` are (min, max) radians of those joints in vla's frame. Joint positions may be
     given for the arm joints only or for every joint of the robot (``n_joints``, the gripper
     included); extra joints do not move the tool point and come back from IK unchanged.
+    ``base`` (4x4) places the model's base frame in vla's (x forward, z up), for a model whose
+    own frame faces another way.
     """
 
-    def __init__(self, joints: Sequence[ChainJoint], tool: np.ndarray, limits, n_joints: int | None = None):
+    def __init__(self, joints: Sequence[ChainJoint], tool: np.ndarray, limits, n_joints: int | None = None,
+                 base: np.ndarray | None = None):
         self.joints = tuple(joints)
         self.arm_joints = len(self.joints)
         self.n_joints = n_joints or self.arm_joints
@@ -89,6 +102,7 @@ class SerialChain:
         self._offsets = np.array([j.zero_offset for j in self.joints])
         self._z_only = bool(np.allclose(self._axes, [0.0, 0.0, 1.0]))
         self._tool = np.asarray(tool, dtype=float)
+        self._base = np.eye(4) if base is None else np.asarray(base, dtype=float)
         self._eye = np.eye(self.arm_joints)
 
     # ------------------------------------------------------------- forward
@@ -121,7 +135,7 @@ class SerialChain:
     def joint_frames(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Joint origins (n, 3), joint axes (n, 3) and the tool transform (4, 4), all in the base frame."""
         q = self._check_q(q)
-        t = np.eye(4)
+        t = self._base.copy()
         n = self.arm_joints
         origins = np.empty((n, 3))
         axes = np.empty((n, 3))
