@@ -158,7 +158,7 @@ class ArmConfig:
 
 
 def _limit_order(inst, attribute, value):
-    if inst is not None and value < inst.min:
+    if value < inst.min:
         raise ValueError(f"expected max >= min ({inst.min}), got {value!r}")
 
 
@@ -405,11 +405,27 @@ def _make_converter(from_text: bool):
 
 
 def _validator_problem(conv, fields, value: Mapping, error: Exception) -> _Problem:
+    """Which field's validator refused ``value``: each validator is run again on its own, with
+    the other fields' values at hand (some compare fields), so the error can name the key."""
+    import types
+
+    values: dict[str, Any] = {}
     for field in fields:
-        if field.validator is None or field.name not in value:
+        try:
+            if field.name in value:
+                values[field.name] = conv.structure(value[field.name], field.type)
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                values[field.name] = field.default.factory()
+            elif field.default is not attrs.NOTHING:
+                values[field.name] = field.default
+        except Exception:  # noqa: BLE001 - structuring succeeded before; leave this one out
+            pass
+    inst = types.SimpleNamespace(**values)
+    for field in fields:
+        if field.validator is None or field.name not in value or field.name not in values:
             continue
         try:
-            field.validator(None, field, conv.structure(value[field.name], field.type))
+            field.validator(inst, field, values[field.name])
         except Exception as exc:  # noqa: BLE001 - any refusal names this field
             return _Problem(_strip_name(str(exc), field.name), field.name)
     return _Problem(str(error))
