@@ -133,3 +133,19 @@ def test_a_bad_client_setting_is_refused_before_anything_starts(tmp_path):
         result = vla(*command, cwd=lab)
         assert result.returncode == 2, (command, result.stderr)
         assert "vla.yaml: client.merge: expected one of latest, weighted_average, rtc, got 'rtcc'" in result.stderr, command
+
+
+def test_a_run_whose_requests_all_fail_exits_1_with_the_servers_message_and_report_counts_them(policy_server, tmp_path):
+    import json
+
+    lab = make_lab(tmp_path)
+    server = policy_server(TimedPolicy(TimedPolicyConfig(horizon=40, fail_task="wave")))
+    result = vla("run", "--arm", "bench-arm", "--task", "wave", "--policy-url", server.url, "--duration", "30", cwd=lab)
+    assert result.returncode == 1, result.stderr
+    assert "refused all 10 requests so far" in result.stderr and "on purpose" in result.stderr, result.stderr
+    assert "10 of 10 requests failed" in result.stdout and "errors" in result.stdout
+    log = next((lab / "logs").glob("run_*.jsonl"))
+    report = vla("report", str(log), cwd=lab)
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout[: report.stdout.rindex("}") + 1])
+    assert summary["errors"] == 10 and summary["most_common_error"] and "on purpose" in summary["most_common_error_message"]

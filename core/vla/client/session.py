@@ -204,13 +204,16 @@ def run_episodes(
         previous_obs = observation
         success: bool | None = None
         interrupted = False
+        fatal: RunError | None = None
         while True:
             clock.sleep_until(controller.next_tick_time())
             for ev in link.poll():
                 controller.handle(ev)
             if controller.fatal is not None:
-                controller.hold()
-                raise controller.fatal
+                # close the episode like a stopped one (it shows in the summary and keeps its
+                # frames in a recording), then end the session with the reason
+                fatal, interrupted = controller.fatal, True
+                break
             if stop.is_set():
                 interrupted = True
                 break
@@ -251,7 +254,8 @@ def run_episodes(
             frames=frames,
         )
         if interrupted:
-            log.write("event", event="stop", reason=stop.reason, t=log.rel(clock.now()))
+            reason = f"{type(fatal).__name__}: {fatal}" if fatal is not None else stop.reason
+            log.write("event", event="stop", reason=reason, t=log.rel(clock.now()))
         if on_episode_end is not None:
             on_episode_end(result_i)
         if recorder is not None:
@@ -276,6 +280,8 @@ def run_episodes(
             t=log.rel(clock.now()),
         )
         results.append(result_i)
+        if fatal is not None:
+            raise fatal
     return results
 
 

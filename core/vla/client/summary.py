@@ -39,10 +39,11 @@ def print_summary(console, summary: SessionSummary) -> None:
         code, message = summary.last_error
         requests = summary.totals.get("requests", 0)
         console.print(f"[yellow]{errors} of {requests} requests failed[/]; most common: {code} "
-                      f"({summary.errors_by_code[code]}x): {message}")
+                      f"({summary.errors_by_code[code]}x): {message}", soft_wrap=True, highlight=False)
     for path in summary.dataset:
-        console.print(f"dataset: {path}")
+        console.print(f"dataset: {path}", soft_wrap=True, highlight=False)
     if summary.encoder_log is not None:
-        console.print(f"video encoder output: {summary.encoder_log}")
+        console.print(f"video encoder output: {summary.encoder_log}", soft_wrap=True, highlight=False)
     if summary.log_path is not None and summary.log_path.exists():
-        console.print(f"tick log: {summary.log_path}   plot it with: vla report {summary.log_path}")
+        console.print(f"tick log: {summary.log_path}   plot it with: vla report {summary.log_path}",
+                      soft_wrap=True, highlight=False)
