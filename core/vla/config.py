@@ -19,7 +19,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 
@@ -495,7 +495,9 @@ def structure(cls: type, data: Any, source: str, prefix: str = "", from_text: bo
     """An instance of ``cls`` (an attrs class, or any type the converter knows) from plain data.
 
     Unknown keys, wrong types and values the class's validators refuse raise ``ConfigError``
-    naming ``source`` and the dotted key under ``prefix``."""
+    naming ``source`` and the dotted key under ``prefix``. A class may accept another name for
+    a key with ``config_aliases: ClassVar[dict[str, str]] = {"old": "new"}`` (LeRobot's names
+    beside vla's, say); validators raise ``ValueError`` saying what is allowed."""
     try:
         return converter(from_text).structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every refusal becomes a ConfigError

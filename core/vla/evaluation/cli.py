@@ -10,7 +10,6 @@ episode's camera.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
