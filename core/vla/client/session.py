@@ -161,8 +161,9 @@ def run_episodes(
     capture: FrameCapture | None = None,
 ) -> list[EpisodeResult]:
     """Run the episodes of ``plan`` (or ``episodes`` of ``task``). On an episodic robot each starts
-    with ``reset(task, seed)`` and ends on success or after its length (default: the robot's
-    ``max_episode_s``); on a real arm each lasts its length (None: until stopped).
+    with ``reset(task, seed)`` and ends on success or after its length (default: the robot's own
+    ``timed_out()``, else its ``max_episode_s``); on a real arm each lasts its length (None:
+    until stopped).
 
     ``on_episode_end`` sees the result before a recorded episode is saved: setting
     ``result.keep = False`` discards it from the recording."""
@@ -179,6 +180,9 @@ def run_episodes(
             break
         task_i, seed_i = spec.task, spec.seed
         length = spec.episode_s if spec.episode_s is not None else getattr(robot, "max_episode_s", None)
+        # A simulator's own time limit is in its own time: on a loaded machine it simulates less
+        # than a wall-clock second per second, and a wall-clock limit would cut its task short.
+        own_limit = episodic and spec.episode_s is None and callable(getattr(robot, "timed_out", None))
         # Ticks between full observations handed to on_tick (0: only when a request needs one);
         # a recording needs one every tick.
         stride = 1 if recorder is not None else int(observe_every(i) if callable(observe_every) else observe_every)
@@ -233,7 +237,7 @@ def run_episodes(
             if episodic and robot.success():
                 success = True
                 break
-            if length is not None and clock.now() - t_start >= length:
+            if robot.timed_out() if own_limit else (length is not None and clock.now() - t_start >= length):
                 success = bool(robot.success()) if episodic else None
                 break
         controller.stopping = interrupted
