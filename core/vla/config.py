@@ -546,9 +546,10 @@ def find_config_path(explicit: str | os.PathLike | None = None) -> Path | None:
     return local if local.is_file() else None
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: str | os.PathLike) -> Any:
     import yaml
 
+    path = Path(path)
     try:
         return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
