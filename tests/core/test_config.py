@@ -216,3 +216,20 @@ def test_safety_files_are_checked_through_the_converter(tmp_path):
     bad.write_text("workspace: {min: [0, 0], max: [1, 1, 1]}\n")
     with pytest.raises(ConfigError, match="workspace.min: expected three numbers"):
         load_safety(bad)
+
+
+def test_doctor_checks_arm_files_through_the_robot_plugins_config_class(tmp_path, vla_cli):
+    """`vla doctor` fails where `vla run` would: a key the driver's config class does not know,
+    a safety file that does not fit the robot's joints."""
+    vla_cli("init", str(tmp_path / "lab"), "--arms", "2", env=CLEAN_ENV, check=True)
+    arm01 = tmp_path / "lab" / "arms" / "arm01.yaml"
+    arm01.write_text(arm01.read_text().replace("index_or_path: 0", "index_or_pat: 0"))
+    safety = tmp_path / "lab" / "safety" / "so101.yaml"
+    (tmp_path / "lab" / "safety" / "short.yaml").write_text(safety.read_text().split("  elbow_flex:")[0])
+    arm02 = tmp_path / "lab" / "arms" / "arm02.yaml"
+    arm02.write_text(arm02.read_text().replace("../safety/so101.yaml", "../safety/short.yaml"))
+    result = vla_cli("--config", str(tmp_path / "lab" / "vla.yaml"), "doctor", "--no-network", env=CLEAN_ENV)
+    assert result.returncode == 1
+    lines = {line.split(":", 1)[0].split()[-1]: line for line in result.stdout.splitlines() if " arm arm0" in line and "FAIL" in line}
+    assert "config.cameras.front.index_or_pat: unknown key" in lines["arm01"], result.stdout
+    assert "do not fit robot 'so101'" in lines["arm02"] and "elbow_flex" in lines["arm02"], result.stdout
