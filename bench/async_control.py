@@ -38,7 +38,7 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import run_episodes, wait_connected
 from vla.client.simlink import SimulatedLink
 from vla.client.ticklog import TickLog
-from vla.config import so101_safety
+from vla_so101_description.description import SO101
 from vla.policy import PolicyInfo
 
 HZ = 30.0
@@ -101,7 +101,7 @@ def kinematic_arm(t_start: float):
     from vla.builtins import KinematicArmConfig
     from vla.testing.kinematic import KinematicArm
 
-    arm = KinematicArm(KinematicArmConfig(control_hz=HZ, cameras={}, initial_q=list(reference([t_start])[0])))
+    arm = KinematicArm(KinematicArmConfig(control_hz=HZ, cameras={}, initial_q=list(reference([t_start])[0])), SO101)
     arm.connect()
     return arm
 
@@ -141,7 +141,7 @@ def jumps(records: list[dict]) -> dict:
 def simulated_run(mode: str, minutes: float, seed: int) -> dict:
     clock = SimulatedClock()
     arm = kinematic_arm(0.0)
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     log = TickLog(None)
     log.records = []
     controller = Controller(arm, safety, ControlSettings(HZ, actions_per_chunk=HORIZON, chunk_size_threshold=0.6,
@@ -181,7 +181,7 @@ def real_run(mode: str, seconds: float, seed: int) -> dict:
     ready.wait(30)
     arm = kinematic_arm(time.perf_counter())
     clock = RealClock()
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     log = TickLog(None, t0=clock.now())
     log.records = []
     controller = Controller(arm, safety, ControlSettings(HZ, actions_per_chunk=HORIZON, merge=mode), clock, log,

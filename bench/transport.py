@@ -35,8 +35,9 @@ def make_observation(seed: int = 0) -> dict:
     """Two camera frames that look like a scene (so JPEG sizes are realistic), state and task."""
     from vla.builtins import KinematicArmConfig
     from vla.testing.kinematic import KinematicArm
+    from vla_so101_description.description import SO101
 
-    arm = KinematicArm(KinematicArmConfig(cameras={"front": list(FRAME), "wrist": list(FRAME)}))
+    arm = KinematicArm(KinematicArmConfig(cameras={"front": list(FRAME), "wrist": list(FRAME)}), SO101)
     arm.connect()
     arm.act(np.array([0.3, -0.2, 0.4, 0.1, 0.0, 0.5]))
     obs = arm.observe()

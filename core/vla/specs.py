@@ -171,14 +171,46 @@ class ComponentSpec:
         return factory(config, **kwargs) if self.config is not None else factory(**kwargs)
 
 
+def _optional_import_path(inst, attribute, value):
+    if value is not None:
+        _import_path(inst, attribute, value)
+
+
 @attrs.frozen
 class RobotSpec(ComponentSpec):
     kind: ClassVar[str] = "robots"
 
+    # The arm's joints, limits, gripper and kinematics: a ``vla.description.RobotDescription``
+    # named by import path, imported only when something asks (see load_description).
+    robot_description: str | None = attrs.field(default=None, validator=_optional_import_path)
+    # ``(arm_id: str) -> str``: the YAML of an arm file's ``config:`` mapping, with comments,
+    # for `vla init --robot NAME`. Without it `vla init` writes the config class's defaults.
+    starter_config: str | None = attrs.field(default=None, validator=_optional_import_path)
 
-def _optional_import_path(inst, attribute, value):
-    if value is not None:
-        _import_path(inst, attribute, value)
+    def load_description(self):
+        from vla.description import NoDescription, RobotDescription
+
+        if self.robot_description is None:
+            raise NoDescription(f"robot {self.name!r} declares no robot description (RobotSpec.robot_description)")
+        description = resolve_import_path(self.robot_description)
+        if not isinstance(description, RobotDescription):
+            raise SpecError(
+                f"robot {self.name!r}: robot_description {self.robot_description!r} is a "
+                f"{type(description).__name__}, not a vla.description.RobotDescription"
+            )
+        return description
+
+    def starter_arm_config(self, arm_id: str) -> str:
+        """The ``config:`` mapping of a new arm file for this robot, as YAML text."""
+        if self.starter_config is not None:
+            return str(resolve_import_path(self.starter_config)(arm_id))
+        if self.config is None:
+            return "{}\n"
+        import yaml
+
+        from vla.config import unstructure
+
+        return yaml.safe_dump(unstructure(self.config()), sort_keys=False)
 
 
 @attrs.frozen

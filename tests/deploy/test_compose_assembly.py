@@ -328,6 +328,9 @@ def test_build_command_passes_base_image_secret_labels_and_plugin_list(tmp_path)
     assert ("--label", "ai.vla.protocol=vla/1") in pairs and ("--label", "ai.vla.plugin.name=vla-runtime") in pairs
     assert ("-t", "vla-runtime:latest") in pairs and ("-t", "vla-runtime:0.1.0") in pairs
     assert cmd[-1] == str(root)
+    # a plugin's in-repository dependencies come with it (vla-sim's robot description is not on PyPI)
+    sim = images.runtime_build(["vla-sim"], root)
+    assert sim.build_args["PLUGINS"] == "plugins/robots/sim plugins/robots/so101-description"
     with pytest.raises(DeployError, match="vla-nonexistent"):
         images.runtime_build(["vla-nonexistent"], root)
 

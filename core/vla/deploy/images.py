@@ -115,8 +115,29 @@ def runtime_build(plugins: list[str] | None = None, root: Path | None = None) ->
         raise DeployError(
             f"the runtime image installs plugins from {root / 'plugins'}, which has no {', '.join(missing)}"
         )
-    selected = sorted({folders[p] for p in plugins})
+    selected = sorted(with_local_dependencies({folders[p] for p in plugins}, folders, root))
     return attrs.evolve(build, build_args={"PLUGINS": " ".join(selected)})
+
+
+def with_local_dependencies(selected: set[str], folders: dict[str, str], root: Path) -> set[str]:
+    """``selected`` plugin folders plus the in-repository distributions they depend on (vla-sim
+    needs vla-so101-description, which is not on PyPI), transitively."""
+    import re
+    import tomllib
+
+    out, todo = set(selected), list(selected)
+    while todo:
+        folder = todo.pop()
+        try:
+            deps = tomllib.loads((root / folder / "pyproject.toml").read_text())["project"].get("dependencies", [])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            continue
+        for dep in deps:
+            name = re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+            if name in folders and folders[name] not in out:
+                out.add(folders[name])
+                todo.append(folders[name])
+    return out
 
 
 def runtime_plugins(registry) -> list[str]:

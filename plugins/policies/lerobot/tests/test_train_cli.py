@@ -123,3 +123,36 @@ def test_plugin_conformance_and_light_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.lerobot
+def test_act_trains_offline_without_a_traceback_and_prints_the_last_loss(lerobot_dataset, tmp_path, policy_helpers):
+    """No network (every request goes to a closed proxy port) and an empty torch cache: ACT's
+    ImageNet backbone cannot be fetched, so the trainer says so in one line and trains it from
+    scratch. The final loss printed is the last step's."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("lerobot")
+    tiny = {k: v for k, v in policy_helpers.TINY_ACT.items() if k != "pretrained_backbone_weights"}
+    offline = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": "",
+               "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1"}
+    vla = str(Path(sys.executable).parent / "vla")
+    result = subprocess.run(
+        [vla, "train", "--policy", "act", "--dataset", str(lerobot_dataset), "--steps", "2", "--batch-size", "4",
+         "--output", str(tmp_path / "out"), *policy_helpers.cli_options(tiny)],
+        capture_output=True, text=True, env=offline, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert "training the backbone from scratch" in output
+    steps = re.findall(r"step (\d+)/2\s+loss ([0-9.]+)", output)
+    final = re.search(r"final loss ([0-9.]+)", output)
+    assert steps and steps[-1][0] == "2" and final and final.group(1) == steps[-1][1], output
+    summary = json.loads((tmp_path / "out" / "vla_train.json").read_text())
+    assert f"{summary['final_loss']:.4f}" == final.group(1)

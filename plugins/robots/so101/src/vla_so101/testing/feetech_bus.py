@@ -20,7 +20,7 @@ What is emulated, from Feetech's STS/SMS protocol and memory table:
 Not emulated: load, current, temperature changes, compliance, overload errors, EEPROM
 persistence across power cycles, timing of the real UART.
 
-The servos run in a child process (``python -m vla_so101.fake_bus``) with real-time
+The servos run in a child process (``python -m vla_so101.testing.feetech_bus``) with real-time
 scheduling when allowed: a real servo answers within microseconds and the SDK gives up after
 about 50 ms, which a thread sharing the test's GIL on a loaded machine cannot promise. The
 test drives the servos (moves them by hand, reads their registers) over a JSON-lines pipe.
@@ -386,7 +386,7 @@ class FakeFeetechBus:
 
     def start(self) -> FakeFeetechBus:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "vla_so101.fake_bus", json.dumps(self._specs)],
+            [sys.executable, "-m", "vla_so101.testing.feetech_bus", json.dumps(self._specs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         line = self._proc.stdout.readline()

@@ -1,6 +1,6 @@
 """The SO-101 plugin, tested without an arm at the Feetech serial-protocol level.
 
-Approach: ``vla_so101.fake_bus.FakeFeetechBus`` emulates six STS3215 servos behind a
+Approach: ``vla_so101.testing.FakeFeetechBus`` emulates six STS3215 servos behind a
 pseudo-terminal. LeRobot's real ``SO101Follower`` / ``FeetechMotorsBus`` and the Feetech SDK
 (``scservo_sdk``) open its /dev/pts path as a serial port and speak the real protocol to it
 (ping, read, write, sync read, sync write, broadcast ping, baud-rate changes), so LeRobot's
@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from vla_so101.config import CameraConfig, SO101Config
-from vla_so101.fake_bus import FakeFeetechBus
+from vla_so101.testing import FakeFeetechBus
 from vla_so101.units import (
     GRIPPER_CLOSED_RAD,
     GRIPPER_OPEN_RAD,
@@ -115,14 +115,37 @@ def test_vla_robot_help_lists_the_bring_up_commands():
 def test_arm_yaml_example_is_a_valid_so101_arm_file():
     from vla.config import ArmConfig, read_yaml, structure
 
-    path = Path(__file__).resolve().parents[2] / "plugins/robots/so101/examples/arm01.yaml"
+    path = Path(__file__).resolve().parents[1] / "examples/arm01.yaml"
     arm = structure(ArmConfig, read_yaml(path), str(path))
     config = structure(SO101Config, arm.config, str(path), "config")
     assert arm.robot == "so101" and config.id == "arm01"
     assert set(config.cameras) == {"front", "wrist"}
-    assert isinstance(config.cameras["front"].source, str) and config.cameras["wrist"].source == 2
+    assert isinstance(config.cameras["front"].index_or_path, str) and config.cameras["wrist"].index_or_path == 2
     with pytest.raises(ValueError, match="rotation"):
         CameraConfig(rotation=45)
+
+
+def test_the_arm_files_vla_init_writes_are_accepted_by_the_driver_config(tmp_path, vla_cli):
+    """`vla init` asks this plugin for the arm file (LeRobot's index_or_path); its loader, vla doctor
+    and the older ``source`` spelling all agree."""
+    from vla.config import ArmConfig, ConfigError, read_yaml, structure
+
+    vla_cli("init", str(tmp_path / "lab"), "--arms", "2", check=True)
+    path = tmp_path / "lab" / "arms" / "arm01.yaml"
+    arm = structure(ArmConfig, read_yaml(path), str(path))
+    config = structure(SO101Config, arm.config, str(path), "config")
+    assert arm.robot == "so101" and config.id == "arm01" and config.cameras["front"].index_or_path == 0
+    doctor = vla_cli("--config", str(tmp_path / "lab" / "vla.yaml"), "doctor", "--no-network")
+    arm_lines = [line for line in doctor.stdout.splitlines() if " arm arm0" in line]
+    assert len(arm_lines) >= 2 and not any("FAIL" in line for line in arm_lines), doctor.stdout
+    assert "serial port /dev/ttyACM0 not found" in doctor.stdout  # a warning, not a failure
+
+    old = structure(SO101Config, {"cameras": {"front": {"source": "/dev/video2"}}}, "arm.yaml", "config")
+    assert old.cameras["front"].index_or_path == "/dev/video2"
+    with pytest.raises(ConfigError, match="config.cameras.front.source: give index_or_path or source"):
+        structure(SO101Config, {"cameras": {"front": {"source": 1, "index_or_path": 2}}}, "arm.yaml", "config")
+    with pytest.raises(ConfigError, match="config.cameras.front.index_or_path: expected an integer or a string"):
+        structure(SO101Config, {"cameras": {"front": {"index_or_path": [1]}}}, "arm.yaml", "config")
 
 
 @pytest.mark.lerobot
@@ -131,7 +154,7 @@ def test_camera_config_becomes_lerobot_opencv_config():
 
     config = SO101Config(
         port="/dev/ttyACM3", id="arm02", calibration_dir="/tmp/cal",
-        cameras={"front": CameraConfig(source="/dev/video4", width=320, height=240, fps=15, rotation=90), "wrist": CameraConfig(source=1)},
+        cameras={"front": CameraConfig(index_or_path="/dev/video4", width=320, height=240, fps=15, rotation=90), "wrist": CameraConfig(index_or_path=1)},
     )
     from lerobot.robots.so_follower import SO101FollowerConfig
 
