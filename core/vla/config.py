@@ -36,6 +36,7 @@ class PolicyServerConfig:
     port: int = 8080
     url: str | None = None  # wins over host and port when set
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for wss:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"ws://{self.host}:{self.port}"
@@ -47,6 +48,7 @@ class RewarderServerConfig:
     port: int = 18080
     url: str | None = None
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for https:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"http://{self.host}:{self.port}"

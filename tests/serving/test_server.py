@@ -119,7 +119,7 @@ def test_health_answers_while_a_model_call_runs(helpers, run_async):
             health_s = time.perf_counter() - t0
             status_m, _, metrics = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/metrics"))
             assert status == 200 and json.loads(body)["status"] == "ready"
-            assert status_m == 200 and "vla_connections" in metrics
+            assert status_m == 200 and 'vla_policy_connections{arm="unnamed",policy="timed"} 1.0' in metrics
             assert health_s < 0.5, f"health took {health_s:.3f}s during a model call"
             assert not pending.done(), "the model call should still be running"
             reply = await pending
@@ -223,13 +223,14 @@ def test_metrics_count_requests_errors_latency_and_batches(helpers, run_async):
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
                 samples[name] = float(value)
-        assert samples['vla_requests_total{policy="timed"}'] == 3
-        assert samples['vla_errors_total{policy="timed",code="missing_key"}'] == 2
-        assert samples['vla_request_latency_seconds_count{policy="timed"}'] == 3
-        assert samples['vla_request_latency_seconds_bucket{policy="timed",le="+Inf"}'] == 3
-        assert samples['vla_batch_size_bucket{policy="timed",le="1"}'] == 3
-        assert samples['vla_ready{policy="timed"}'] == 1
-        assert "# TYPE vla_infer_latency_seconds histogram" in text
+        assert samples['vla_policy_requests_total{arm="unnamed",code="ok",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_requests_total{arm="unnamed",code="missing_key",policy="timed",route="ws"}'] == 2
+        assert samples['vla_policy_errors_total{arm="unnamed",code="missing_key",policy="timed"}'] == 2
+        assert samples['vla_policy_request_seconds_count{arm="unnamed",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_request_seconds_bucket{arm="unnamed",le="+Inf",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_batch_size_bucket{le="1.0",policy="timed"}'] == 3
+        assert samples['vla_policy_ready{policy="timed"}'] == 1
+        assert "# TYPE vla_policy_infer_seconds histogram" in text
 
     run_async(scenario())
 
