@@ -58,7 +58,7 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
     from vla.client.session import StopFlag, run_episodes, stop_on_signals, wait_connected
     from vla.client.setup import build_adapter, build_robot, control_settings
     from vla.client.ticklog import TickLog
-    from vla.client.worker import InferenceWorker
+    from vla.client.worker import InferenceWorker, policy_ca_file
 
     console = Console(stderr=True)
     loaded = lab_config(ctx)
@@ -85,7 +85,7 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
     controller = Controller(robot, setup.safety, settings, clock, log, task=task, session=run_id)
     worker = InferenceWorker(url, api_key=cfg.policy_server.api_key, connect_timeout_s=cfg.client.connect_timeout_s,
                              max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality,
-                             adapter=adapter)
+                             adapter=adapter, ca_file=policy_ca_file(loaded), arm=arm_id)
     recorder = None
     results = []
     error: str | None = None

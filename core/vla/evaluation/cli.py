@@ -67,7 +67,7 @@ def eval_cmd(ctx, robot_name, tasks, policy_url, arm_id, episodes, seed, k_text,
     from vla.client.session import StopFlag, run_episodes, stop_on_signals, wait_connected
     from vla.client.setup import build_robot, control_settings
     from vla.client.ticklog import TickLog
-    from vla.client.worker import InferenceWorker
+    from vla.client.worker import InferenceWorker, policy_ca_file
     from vla.evaluation.media import plot_success, write_video
 
     ks = _k_values(k_text)
@@ -105,7 +105,8 @@ def eval_cmd(ctx, robot_name, tasks, policy_url, arm_id, episodes, seed, k_text,
               joint_names=list(robot.joint_names))
     controller = Controller(robot, setup.safety, settings, clock, log, session=f"eval-{run_id}")
     worker = InferenceWorker(url, api_key=cfg.policy_server.api_key, connect_timeout_s=cfg.client.connect_timeout_s,
-                             max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality)
+                             max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality,
+                             ca_file=policy_ca_file(loaded), arm=arm_id)
     stop = StopFlag()
     video_key = "observation.images." + video_camera
     outcomes: dict[str, list] = {}

@@ -143,9 +143,9 @@ def serve(ctx, policy_name, host, port, api_key, overrides, adapter, key_pairs, 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await server.start()
-        click.echo(f"vla serve: policy {policy_name} on {server.url} ({endpoint.describe()})", err=True)
         if key_map:
             click.echo(f"vla serve: client keys mapped: {', '.join(f'{k} -> {v}' for k, v in key_map.items())}", err=True)
+        click.echo(f"vla serve: policy {policy_name} on {server.url} ({endpoint.describe()})", err=True)
         await stop.wait()
         click.echo("vla serve: stopping", err=True)
         await server.stop()
