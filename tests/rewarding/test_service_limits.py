@@ -237,9 +237,11 @@ def test_64_frames_of_4096_png_are_refused_with_413_in_bounded_memory(rewarder, 
     status, reply = srv.request("POST", "/score/batch", batch)
     assert status == 413 and reply["error"]["code"] == "too_many_pixels"
     peak = srv.peak_rss_mb()
+    print(f"\npeak RSS of the rewarder after the refused requests: {peak:.0f} MB")
     assert peak < 1024, f"peak RSS {peak:.0f} MB"
     # one 4096x4096 frame is within the budget and is decoded and scored
     status, reply = srv.request("POST", "/score", {"goal": GOAL, "frames": [black_4096_png]})
     assert status == 200 and reply["success"] is False
     assert srv.request("POST", "/score", {"goal": GOAL, "frames": [frame]})[1]["success"] is True
+    print(f"peak RSS after decoding one 4096x4096 frame: {srv.peak_rss_mb():.0f} MB")
     assert srv.peak_rss_mb() < 1024

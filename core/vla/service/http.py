@@ -35,7 +35,8 @@ log = logging.getLogger("vla.service")
 APP_LIFECYCLE = web.AppKey("vla_lifecycle", object)
 APP_METRICS = web.AppKey("vla_metrics", object)
 APP_LIMITS = web.AppKey("vla_limits", ServerLimits)
-APP_STATE = web.AppKey("vla_state", dict)  # mutable after start-up: the running server's connection count
+APP_STATE = web.AppKey("vla_state", dict)
+REQUEST_ARM = web.RequestKey("vla_arm", str) if hasattr(web, "RequestKey") else "vla_arm"  # aiohttp >= 3.14  # mutable after start-up: the running server's connection count
 _REFUSED_BODY = json.dumps(
     {"error": {"code": "too_many_connections", "message": "the server is at its connection limit; retry shortly"}}
 ).encode()
@@ -55,12 +56,12 @@ def json_error(status: int, code: str, message: str, headers: dict[str, str] | N
 
 def request_arm(request: web.Request) -> str:
     """The arm label of the caller (``X-Vla-Arm`` header or ``?arm=``), bounded by the server's metrics."""
-    arm = request.get("vla_arm")
+    arm = request.get(REQUEST_ARM)
     if arm is None:
         metrics = request.app.get(APP_METRICS)
         raw = request.headers.get("X-Vla-Arm") or request.query.get("arm")
         arm = metrics.arm(raw) if metrics is not None else arm_from(request.headers, request.query)
-        request["vla_arm"] = arm
+        request[REQUEST_ARM] = arm
     return arm
 
 
