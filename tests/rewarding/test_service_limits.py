@@ -245,3 +245,26 @@ def test_64_frames_of_4096_png_are_refused_with_413_in_bounded_memory(rewarder, 
     assert srv.request("POST", "/score", {"goal": GOAL, "frames": [frame]})[1]["success"] is True
     print(f"peak RSS after decoding one 4096x4096 frame: {srv.peak_rss_mb():.0f} MB")
     assert srv.peak_rss_mb() < 1024
+
+
+def test_the_rewarder_speaks_tls_and_the_client_trusts_a_ca_file(tmp_path, frame):
+    """TLS as the policy server has it: a certificate for 127.0.0.1, and RewarderClient with its CA file."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    from vla.rewarding.client import RewarderClient
+    from vla.rewarding.service import RewarderService, RunningService
+    from vla.service.net import server_ssl_context
+    from vla_heuristic.rewarder import HeuristicRewarder
+
+    service = RewarderService("heuristic", HeuristicRewarder, api_key=KEY)
+    with RunningService(service, ssl=server_ssl_context(str(cert), str(key))) as srv:
+        assert srv.url.startswith("https://")
+        assert service.wait_loaded(30)
+        client = RewarderClient(srv.url, api_key=KEY, ca_file=str(cert), arm="arm05")
+        scene = draw_scene("pick_place", True, seed=1)[0]
+        assert client.score([scene], GOAL).success is True
+        assert service.metrics.value("scores_total", arm="arm05") == 1
+        with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            RewarderClient(srv.url, api_key=KEY, retries=0).score([scene], GOAL)  # the system store does not know it
