@@ -205,10 +205,16 @@ def test_host_paths_in_settings_are_mounted_read_only_and_passed_with_set(tmp_pa
     checkpoint.mkdir(parents=True)
     weights = tmp_path / "weights.json"
     weights.write_text("{}")
+    (tmp_path / "held.json").write_text("{}")
     settings, mounts = compose.host_path_overrides(
-        [("path", "outputs/act/pretrained_model"), ("device", "cuda"), ("extra.file", str(weights))], tmp_path)
-    assert settings == [("path", "/mnt/vla/path"), ("device", "cuda"), ("extra.file", "/mnt/vla/extra_file/weights.json")]
-    assert mounts == [(str(checkpoint), "/mnt/vla/path"), (str(weights), "/mnt/vla/extra_file/weights.json")]
+        [("path", "outputs/act/pretrained_model"), ("device", "cuda"), ("extra.file", str(weights)), ("p", "held.json")],
+        tmp_path)
+    assert settings == [("path", "/mnt/vla/path"), ("device", "cuda"), ("extra.file", "/mnt/vla/extra_file/weights.json"),
+                        ("p", "/mnt/vla/p/held.json")]
+    assert mounts == [(str(checkpoint), "/mnt/vla/path"), (str(weights), "/mnt/vla/extra_file/weights.json"),
+                      (str(tmp_path / "held.json"), "/mnt/vla/p/held.json")]
+    settings = settings[:3]
+    mounts = mounts[:2]
     sel = selection(policy=gpu_policy())
     plan = compose.make_plan(sel, DeployConfig())
     doc = compose.compose_dict(plan, DeployConfig(), sel, environ={}, overrides={"policy": settings},

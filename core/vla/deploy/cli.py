@@ -225,6 +225,8 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, policy_sets, rewarder_sets, i
     overrides, host_mounts = {}, {}
     for role, pairs in role_pairs.items():
         overrides[role], host_mounts[role] = compose.host_path_overrides(pairs, Path.cwd())
+        for source, target in host_mounts[role]:
+            click.echo(f"{role}: mounting {source} read-only at {target}", err=True)
     secrets = _secrets_for_compose(loaded)
     try:
         plan = compose.make_plan(selection, deploy)
@@ -314,6 +316,16 @@ def _fetch_missing(client, registry, selection, plan, state_dir: Path, build: bo
         images.pull(image)
 
 
+def _last_log_line(client, container_name: str) -> str:
+    """The container's last non-empty log line (the one-line error of a `vla serve` that exited)."""
+    try:
+        text = client.containers.get(container_name).logs(tail=20).decode("utf-8", "replace")
+    except Exception:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def _why_not_healthy(client, plan, bind: str, wait_timeout: int, waited: float) -> str:
     """The failure of `docker compose up --wait`, named: each service that is not healthy, and why."""
     from vla.deploy.compose import CACHE_INIT
@@ -324,12 +336,15 @@ def _why_not_healthy(client, plan, bind: str, wait_timeout: int, waited: float) 
         row = rows.get(s.compose_name)
         if row is None:
             lines.append(f"{s.compose_name}: not created")
-        elif row["state"] != "running" or row["health"] not in ("healthy", "none"):
+        elif row["state"] != "running" or row["health"] not in ("healthy", "none") or row["restarts"]:
             exit_code = row.get("exit_code")
             detail = f"{row['state']}" + (f" (exit {exit_code})" if row["state"] == "exited" else "")
             if row["health"] not in ("none", ""):
                 detail += f", health {row['health']}"
-            lines.append(f"{s.compose_name}: {detail}")
+            if row["restarts"]:
+                detail += f", restarted {row['restarts']} time(s)"
+            last = _last_log_line(client, row["container"])
+            lines.append(f"{s.compose_name}: {detail}" + (f"; its log ends: {last}" if last else ""))
     init = rows.get(CACHE_INIT)
     if init is not None and init.get("exit_code") not in (0, None):
         lines.append(f"{CACHE_INIT}: exited {init['exit_code']} (could not hand the model cache to uid 1000)")

@@ -364,7 +364,7 @@ def host_path_overrides(pairs: list[tuple[str, str]], base) -> tuple[list[tuple[
     is mounted read-only at ``/mnt/vla/<key>`` (a file keeps its name inside that folder) and
     the setting becomes that path: this is how a trained checkpoint reaches the GPU host's
     container, e.g. ``vla up --policy lerobot --set path=outputs/act/pretrained_model``.
-    Returns (settings, mounts)."""
+    `vla up` prints each mount it makes. Returns (settings, mounts)."""
     from pathlib import Path
 
     settings, mounts = [], []
@@ -372,7 +372,7 @@ def host_path_overrides(pairs: list[tuple[str, str]], base) -> tuple[list[tuple[
         candidate = Path(value).expanduser()
         if not candidate.is_absolute():
             candidate = Path(base) / candidate
-        if value and ("/" in value or value.startswith((".", "~"))) and candidate.exists():
+        if value and candidate.exists():
             source = candidate.resolve()
             folder = f"{HOST_MOUNT_ROOT}/{key.replace('.', '_')}"
             if source.is_dir():
