@@ -365,3 +365,32 @@ def test_one_arms_failing_observation_does_not_fail_the_arms_batched_with_it(hel
             assert failing_batch_sizes[0] > 1 and failing_batch_sizes[-1] == 1, failing_batch_sizes
 
     run_async(scenario())
+
+
+def test_connections_over_the_cap_are_refused_with_503_and_the_others_go_on(helpers, run_async):
+    import attrs
+    import websockets
+
+    from vla.service.limits import ServerLimits
+
+    async def scenario():
+        limits = attrs.evolve(ServerLimits(), max_connections=3)
+        async with PolicyServer(helpers.small_policy(), port=0, limits=limits) as server:
+            await server.wait_settled(5)
+            clients = [await PolicyClient.connect(server.url, arm=f"arm{i}") for i in range(3)]
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(server.url)
+            assert refused.value.response.status_code == 503
+            for client in clients:  # the three keep being served
+                reply = await client.infer(helpers.observation([0.0] * 6))
+                assert reply["actions"].shape == (10, 6)
+            assert server.metrics.value("errors_total", arm="unnamed", code="too_many_connections") == 1
+            assert server.metrics.value("connections", arm="arm1") == 1
+            await clients[0].close()
+            await asyncio.sleep(0.1)
+            late = await PolicyClient.connect(server.url)  # room again
+            await late.close()
+            for client in clients[1:]:
+                await client.close()
+
+    run_async(scenario())

@@ -195,8 +195,9 @@ class PolicyServer:
             # a slow-loris handshake is dropped after this; so is an HTTP request that never ends
             websocket_handshake_timeout=self.limits.header_timeout_s,
             max_frame_size=self.max_message_bytes,
-            # a request with two 480x640 frames is 1.8 MB: start the read buffer near that size
-            read_buffer_init_size=256 * 1024,
+            # picows doubles the read buffer as a message needs (an arm's 1.8 MB requests) and keeps
+            # it; idle connections (up to max_connections of them) stay at this
+            read_buffer_init_size=64 * 1024,
             enable_auto_ping=True,
             auto_ping_idle_timeout=30.0,
             auto_ping_reply_timeout=30.0,
