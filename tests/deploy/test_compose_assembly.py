@@ -192,6 +192,11 @@ def test_gpus_shared_beyond_their_memory_are_warned_about():
     sel = selection(policy=greedy, rewarder=vlm_rewarder())  # vllm takes 0.45 in the test spec
     plan, _ = assemble(sel)
     assert compose.gpu_sharing_warnings(plan, "all") == []
+    # a torch server (no declared share) beside a vLLM that takes most of the GPU
+    plan, _ = assemble(selection(policy=gpu_policy(), rewarder=attrs.evolve(vlm_rewarder(), services=(
+        vlm_rewarder().services[0], attrs.evolve(vlm_rewarder().services[1], gpu_memory_fraction=0.85)))))
+    [warning] = compose.gpu_sharing_warnings(plan, "all")
+    assert "leave(s) 0.15 of its memory to policy" in warning
     heavier = attrs.evolve(policy, services=(attrs.evolve(policy.services[0], gpu_memory_fraction=0.9),))
     plan, _ = assemble(selection(policy=heavier, rewarder=vlm_rewarder()))
     [warning] = compose.gpu_sharing_warnings(plan, "all")

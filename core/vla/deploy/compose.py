@@ -345,15 +345,21 @@ def gpu_sharing_warnings(plan: Plan, gpus: str) -> list[str]:
         for device in devices:
             use.setdefault(device, []).append((s.compose_name, s.spec.gpu_memory_fraction))
     warnings = []
+    fix = "give each its own GPU (deploy.gpus / --gpus '0,1') or lower the shares"
     for device, users in sorted(use.items()):
+        if len(users) < 2:
+            continue
         known = [(name, f) for name, f in users if f is not None]
+        unknown = [name for name, f in users if f is None]
         total = sum(f for _, f in known)
-        if len(users) > 1 and total > 1.0:
-            parts = ", ".join(f"{name} {f:.2f}" for name, f in known)
-            warnings.append(
-                f"GPU {device} is shared by {', '.join(n for n, _ in users)}, whose memory shares add up to "
-                f"{total:.2f} of it ({parts}); give each its own GPU (deploy.gpus / --gpus '0,1') or lower the shares"
-            )
+        parts = ", ".join(f"{name} {f:.2f}" for name, f in known)
+        if total > 1.0:
+            warnings.append(f"GPU {device} is shared by {', '.join(n for n, _ in users)}, whose memory shares add up "
+                            f"to {total:.2f} of it ({parts}); {fix}")
+        elif unknown and total >= 0.5:
+            # a server that allocates as it goes (torch) gets what the preallocating ones leave
+            warnings.append(f"GPU {device} is shared by {', '.join(n for n, _ in users)}: {parts} leave(s) "
+                            f"{1 - total:.2f} of its memory to {', '.join(unknown)}, which declare(s) no share; {fix}")
     return warnings
 
 
