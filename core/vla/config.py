@@ -90,6 +90,7 @@ class PolicyServerConfig:
     port: int = attrs.field(default=8080, validator=_port)
     url: str | None = attrs.field(default=None, validator=_url("ws", "wss"))  # wins over host and port
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for wss:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"ws://{self.host}:{self.port}"
@@ -101,6 +102,7 @@ class RewarderServerConfig:
     port: int = attrs.field(default=18080, validator=_port)
     url: str | None = attrs.field(default=None, validator=_url("http", "https"))
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for https:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"http://{self.host}:{self.port}"

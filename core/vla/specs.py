@@ -99,6 +99,10 @@ class HealthCheck:
     retries: int = attrs.field(default=3, validator=_non_negative_int)
     # Model loading can take minutes; a short start period marks a loading server unhealthy.
     start_period_s: float = attrs.field(default=120.0, validator=_positive_number)
+    # Set by ``http()``: the port and path the command asks, so that a Kubernetes probe can be
+    # an httpGet built from the same spec.
+    http_port: int | None = attrs.field(default=None, validator=_port)
+    http_path: str | None = None
 
     @classmethod
     def http(cls, port: int, path: str = "/healthz", **kwargs) -> HealthCheck:
@@ -107,7 +111,12 @@ class HealthCheck:
             "import sys,urllib.request;"
             f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=4).status==200 else 1)"
         )
-        return cls(command=("python3", "-c", code), **kwargs)
+        return cls(command=("python3", "-c", code), http_port=port, http_path=path, **kwargs)
+
+    @property
+    def wait_s(self) -> float:
+        """How long a service may take to become healthy: its start period, then its retries."""
+        return self.start_period_s + (self.retries + 1) * (self.interval_s + self.timeout_s)
 
 
 @attrs.frozen
@@ -130,6 +139,15 @@ class ServiceSpec:
     ipc_host: bool = False
     # Whether the service is reachable from the arms (policy, rewarder) or internal (vLLM).
     public: bool = True
+    # The share of one GPU's memory the service takes (vLLM's --gpu-memory-utilization, JAX's
+    # XLA_PYTHON_CLIENT_MEM_FRACTION); None when it allocates as it goes. `vla up` warns when
+    # services that share a GPU add up to more than all of it.
+    gpu_memory_fraction: float | None = attrs.field(default=None)
+
+    @gpu_memory_fraction.validator
+    def _check_fraction(self, attribute, value):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1):
+            raise SpecError(f"field {attribute.name!r}: expected a share of one GPU in (0, 1] or None, got {value!r}")
 
 
 @attrs.frozen

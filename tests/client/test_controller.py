@@ -184,3 +184,15 @@ def test_a_target_whose_deadline_passes_while_it_is_checked_is_not_sent(sim_rig,
     assert not [r for r in ticks if not r["hold"]]  # every target came too late: none was sent
     commands = {tuple(q) for _, q in arm.commands}
     assert commands == {(0.0,) * 6}
+
+
+def test_the_rtc_delay_estimate_takes_a_high_percentile_not_the_slowest_reply(sim_rig, chunk_list):
+    rig = sim_rig(chunk_list([np.zeros((40, 6), np.float32)], horizon=40), merge="rtc")
+    controller = rig.controller
+    dt = controller.dt
+    # nineteen replies after 4 tick periods and one after 12: the slow one must not size every prefix
+    controller.delays.clear()
+    controller.delays.extend([4 * dt] * 19 + [12 * dt])
+    assert controller.estimate_delay() == 3  # ceil(4) - 1, where the maximum would say 11
+    controller.delays.extend([12 * dt] * 4)  # slow replies become common: the estimate follows them
+    assert controller.estimate_delay() == 11

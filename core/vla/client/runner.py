@@ -214,13 +214,15 @@ class SessionRunner:
     def _make_link(self, clock):
         if self._link is not None:
             return self._link
-        from vla.client.worker import InferenceWorker
+        from vla.client.worker import InferenceWorker, policy_ca_file
 
         client = self.loaded.config.client
         api_key = self.options.api_key or self.loaded.config.policy_server.api_key
+        # The arm names itself to the server (per-arm metrics); wss:// trusts the lab's CA file if set.
         worker = InferenceWorker(self.url, api_key=api_key, connect_timeout_s=client.connect_timeout_s,
                                  max_backoff_s=client.reconnect_max_backoff_s,
-                                 jpeg_quality=self.settings.jpeg_quality, adapter=self.adapter)
+                                 jpeg_quality=self.settings.jpeg_quality, adapter=self.adapter,
+                                 ca_file=policy_ca_file(self.loaded), arm=self.label)
         if getattr(clock, "simulated", False):
             from vla.client.lockstep import LockstepLink
 
