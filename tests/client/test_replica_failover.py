@@ -29,8 +29,8 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import run_episodes, wait_connected
 from vla.client.ticklog import TickLog
 from vla.client.worker import InferenceWorker
-from vla.config import so101_safety
 from vla.testing.policies import TimedPolicy
+from vla_so101_description.description import SO101
 
 
 class Balancer:
@@ -114,7 +114,7 @@ def test_an_episode_survives_its_replica_going_away(policy_server, arm_factory):
     clock = RealClock()
     log = TickLog(None, t0=clock.now())
     log.records = []
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     controller = Controller(arm, safety, ControlSettings(30.0, merge="rtc"), clock, log, task="failover", session="t")
     worker = InferenceWorker(service.url, connect_timeout_s=2.0, max_backoff_s=0.25).start()
     marks = {}

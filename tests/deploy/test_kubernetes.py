@@ -420,7 +420,12 @@ def test_compose_and_kubernetes_agree_on_every_resolved_decision(registry):
                       for m in c.get("volumeMounts", []) if m["name"] != "dshm"]
         assert k8s_mounts == [v["target"] if isinstance(v, dict) else v.split(":", 1)[1] for v in entry.get("volumes", [])]
         waits = [w["name"].removeprefix("wait-for-") for w in pod(files, r.name).get("initContainers", [])]
-        assert waits == list(entry.get("depends_on", {}))
+        assert waits == [d for d in entry.get("depends_on", {}) if d != compose.CACHE_INIT]
+        # the cache's one owner: compose's init service and user, Kubernetes' fsGroup and runAsUser
+        uses_cache = compose.CACHE_INIT in entry.get("depends_on", {})
+        assert (pod(files, r.name).get("securityContext") == {"fsGroup": 1000, "fsGroupChangePolicy": "OnRootMismatch"}) is uses_cache
+        security = c["securityContext"]
+        assert entry.get("user") == (f"{security['runAsUser']}:{security['runAsGroup']}" if "runAsUser" in security else None)
 
 
 # ------------------------------------------------------------------ the command
@@ -483,3 +488,41 @@ def test_dollar_parentheses_in_specs_survive_kubernetes_expansion():
     c = container(files, "policy")
     assert c["args"][-1] == "echo $$(date) $HOME" and env_of(c)["PROMPT"] == "$$(whoami)"
     assert "startupProbe" not in c  # no health check, no probes
+
+
+# ------------------------------------------------------------------ what issue 13's GPU host adds
+
+
+def test_set_settings_reach_both_targets_and_host_paths_stay_on_compose(registry, tmp_path):
+    sel = selection(registry, policy="lerobot", rewarder="qwen-vl")
+    deploy = DeployConfig()
+    plan = compose.make_plan(sel, deploy)
+    overrides = {"policy": [("path", "/models/act")], "rewarder": [("threshold", "0.7")]}
+    doc = compose.compose_dict(plan, deploy, sel, environ={}, overrides=overrides)
+    services = resolve(plan, deploy, sel, lab_config=False, overrides=overrides)
+    files = kubernetes.manifests(services, deploy)
+    for name, setting in (("policy", "path=/models/act"), ("rewarder", "threshold=0.7")):
+        assert doc["services"][name]["command"][-2:] == container(files, name)["args"][-2:] == ["--set", setting]
+    checkpoint = tmp_path / "pretrained_model"
+    checkpoint.mkdir()
+    result = run_up("--policy", "lerobot", "--set", f"path={checkpoint}", cwd=tmp_path)
+    assert result.returncode == 2 and f"--set names {checkpoint}, a path on this host" in result.stderr
+
+
+def test_the_api_key_is_optional_only_with_insecure(tmp_path):
+    result = run_up("--policy", "scripted", "--insecure", "--out", "k8s", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    policy = list(yaml.safe_load_all((tmp_path / "k8s" / "policy.yaml").read_text()))[0]
+    env = env_of(policy["spec"]["template"]["spec"]["containers"][0])
+    assert env["VLA_API_KEY"]["secretKeyRef"]["optional"] is True
+    assert "write" not in result.stderr.split("next:")[1].splitlines()[1]  # no key asked for
+
+
+def test_upstream_images_on_the_cache_run_as_its_owner_and_are_pinned(registry):
+    files = build(selection(registry, rewarder="qwen-vl"))
+    vllm = container(files, "vllm")
+    assert vllm["securityContext"] == {"allowPrivilegeEscalation": False, "runAsUser": 1000, "runAsGroup": 1000}
+    assert env_of(vllm)["HOME"] == "/tmp/vla-home"  # vLLM's own HOME, /root, is not 1000's
+    assert compose.image_pinned(vllm["image"]) and vllm["imagePullPolicy"] == "IfNotPresent"
+    assert "runAsUser" not in container(files, "rewarder")["securityContext"]  # vla's images are 1000 already
+    assert "securityContext" not in pod(files, "rewarder")  # it mounts no cache

@@ -21,9 +21,11 @@ Translations, one rule each:
   through its Service (compose's ``service_healthy``); without an HTTP check, nothing waits.
 - ``ipc_host``: Kubernetes shares no host IPC, so a memory-backed /dev/shm instead.
 - Volumes: PersistentVolumeClaims, the lab's model cache among them (``access_mode``, by
-  default ReadWriteMany, because pods on several nodes share it).
+  default ReadWriteMany, because pods on several nodes share it). The cache's one owner
+  (uid/gid 1000) is kept as compose keeps it: pods that mount it have ``fsGroup`` 1000, and an
+  upstream image that mounts it runs as 1000:1000, as resolve.py says.
 - Secrets: environment variables from one Secret by reference (``secretKeyRef``); the API key
-  is required, so a pod without it does not start. vla's own containers also get every other
+  is required (unless ``--insecure``), so a pod without it does not start. vla's own containers also get every other
   variable of the Secret (a plugin's token). No value is ever written.
 - Replicas (``deploy.kubernetes.replicas``): spread over nodes where possible, with a
   disruption budget that keeps all but one running through a node drain.
@@ -43,7 +45,7 @@ from typing import Any
 
 from vla.config import DeployConfig, KubernetesConfig
 from vla.deploy.errors import DeployError
-from vla.deploy.resolve import LAB_CONFIG_TARGET, ResolvedService
+from vla.deploy.resolve import CACHE_OWNER, LAB_CONFIG_TARGET, ResolvedService
 from vla.specs import HealthCheck
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -91,6 +93,12 @@ def check_config(deploy: DeployConfig, services: list[ResolvedService]) -> None:
             raise DeployError(f"{where}: operator Equal needs a value, and Exists takes none")
         if t.effect is not None and t.effect not in TAINT_EFFECTS:
             raise DeployError(f"{where}.effect: {t.effect!r} is not one of {', '.join(TAINT_EFFECTS)} (or null for any)")
+    for s in services:
+        for source, _ in s.host_mounts:
+            raise DeployError(
+                f"--set names {source}, a path on this host, which the cluster's pods cannot see: put it into "
+                f"an image or a volume and --set the path inside the pod"
+            )
     names = {s.name: s for s in services}
     for name, count in k8s.replicas.items():
         if name not in names:
@@ -193,14 +201,14 @@ def _wait_for(dep_service: ResolvedService, check: HealthCheck, image: str) -> d
     }
 
 
-def _container(s: ResolvedService, deploy: DeployConfig) -> dict[str, Any]:
+def _container(s: ResolvedService, deploy: DeployConfig, insecure: bool) -> dict[str, Any]:
     spec = s.spec
     c: dict[str, Any] = {"name": s.name, "image": spec.image, "imagePullPolicy": "IfNotPresent"}
-    if spec.command:
-        c["args"] = [_escape(a) for a in spec.command]  # compose's command replaces CMD, as args do
+    if s.command:
+        c["args"] = [_escape(a) for a in s.command]  # compose's command replaces CMD, as args do
     env: list[dict[str, Any]] = [{"name": k, "value": _escape(v)} for k, v in s.environment.items()]
     for var in s.secrets:
-        required = var == "VLA_API_KEY"  # a key set for the lab is a key enforced
+        required = var == "VLA_API_KEY" and not insecure  # no pod serves the arms without its key
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name(deploy), "key": var, "optional": not required}}})
     if env:
         c["env"] = env
@@ -226,7 +234,11 @@ def _container(s: ResolvedService, deploy: DeployConfig) -> dict[str, Any]:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     if mounts:
         c["volumeMounts"] = mounts
-    c["securityContext"] = {"allowPrivilegeEscalation": False}
+    security: dict[str, Any] = {"allowPrivilegeEscalation": False}
+    if s.user is not None:
+        uid, _, gid = s.user.partition(":")
+        security.update({"runAsUser": int(uid), "runAsGroup": int(gid or uid)})
+    c["securityContext"] = security
     return c
 
 
@@ -263,7 +275,7 @@ def _replicas(s: ResolvedService, deploy: DeployConfig) -> int:
     return deploy.kubernetes.replicas.get(s.name, 1)
 
 
-def deployment(s: ResolvedService, deploy: DeployConfig, by_name: dict[str, ResolvedService]) -> dict[str, Any]:
+def deployment(s: ResolvedService, deploy: DeployConfig, by_name: dict[str, ResolvedService], insecure: bool = False) -> dict[str, Any]:
     k8s = deploy.kubernetes
     project, namespace = deploy.project, namespace_of(deploy)
     labels = _labels(project, s)
@@ -282,7 +294,12 @@ def deployment(s: ResolvedService, deploy: DeployConfig, by_name: dict[str, Reso
              for w in [_wait_for(by_name[d.service], d.healthcheck, s.spec.image)] if w is not None]
     if waits:
         pod["initContainers"] = waits
-    pod["containers"] = [_container(s, deploy)]
+    pod["containers"] = [_container(s, deploy, insecure)]
+    if any(m.cache for m in s.mounts):
+        # compose's model-cache-init: the kubelet gives the volume to the cache's group, and
+        # only when its top folder is not already theirs (a full chown of weights takes minutes)
+        gid = int(CACHE_OWNER.partition(":")[2])
+        pod["securityContext"] = {"fsGroup": gid, "fsGroupChangePolicy": "OnRootMismatch"}
     volumes = _pod_volumes(s, deploy)
     if volumes:
         pod["volumes"] = volumes
@@ -397,7 +414,8 @@ def namespace(deploy: DeployConfig) -> dict[str, Any]:
     }
 
 
-def manifests(services: list[ResolvedService], deploy: DeployConfig, *, lab_config_text: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def manifests(services: list[ResolvedService], deploy: DeployConfig, *, lab_config_text: str | None = None,
+              insecure: bool = False) -> dict[str, list[dict[str, Any]]]:
     """File name -> the objects in it, in the order `kubectl apply` should see them."""
     check_config(deploy, services)
     by_name = {s.name: s for s in services}
@@ -412,7 +430,7 @@ def manifests(services: list[ResolvedService], deploy: DeployConfig, *, lab_conf
     if volume_claims:
         files["02-volumes.yaml"] = volume_claims
     for s in services:
-        objects = [deployment(s, deploy, by_name), *services_for(s, deploy)]
+        objects = [deployment(s, deploy, by_name, insecure), *services_for(s, deploy)]
         objects += [o for o in (disruption_budget(s, deploy), network_policy(s, deploy)) if o is not None]
         files[f"{s.name}.yaml"] = objects
     return files

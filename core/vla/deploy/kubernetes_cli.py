@@ -38,7 +38,8 @@ def gpu_needs(services, replicas: dict[str, int]) -> dict[str, int]:
     return {s.name: s.spec.gpus * replicas.get(s.name, 1) for s in services if s.spec.gpus > 0}
 
 
-def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, replicas: tuple[str, ...], dry_run: bool) -> None:
+def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, replicas: tuple[str, ...], dry_run: bool,
+                  role_pairs: dict[str, list[tuple[str, str]]] | None = None, insecure: bool = False) -> None:
     from vla.deploy import compose, manifests
     from vla.deploy.cli import STATE_DIR, DeployFailed, DeployUsageError
     from vla.deploy.resolve import resolve
@@ -50,10 +51,14 @@ def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, rep
     try:
         k8s = attrs.evolve(deploy.kubernetes, replicas={**deploy.kubernetes.replicas, **parse_replicas(replicas)})
         deploy = attrs.evolve(deploy, kubernetes=k8s)
+        overrides, host_mounts = {}, {}
+        for role, pairs in (role_pairs or {}).items():
+            overrides[role], host_mounts[role] = compose.host_path_overrides(pairs, Path.cwd())
         plan = compose.make_plan(selection, deploy)
-        services = resolve(plan, deploy, selection, lab_config=loaded.path is not None)
+        services = resolve(plan, deploy, selection, lab_config=loaded.path is not None,
+                           overrides=overrides, host_mounts=host_mounts)
         lab_text = manifests.cluster_lab_config(loaded.path) if loaded.path is not None else None
-        texts = manifests.render(services, deploy, lab_text)
+        texts = manifests.render(services, deploy, lab_text, insecure=insecure)
     except DeployError as exc:
         raise DeployUsageError(str(exc)) from None
 
@@ -86,7 +91,7 @@ def up_kubernetes(ctx: click.Context, loaded, selection, *, out: str | None, rep
     for path in written:
         click.echo(str(path))
     steps = []
-    missing = manifests.missing_secrets(folder, services) if k8s.secret is None else []
+    missing = manifests.missing_secrets(folder, services, insecure) if k8s.secret is None else []
     if missing:
         steps.append(f"write {folder / manifests.SECRETS_FILE} with {', '.join(missing)} (see {manifests.SECRETS_EXAMPLE})")
     elif k8s.secret is not None:

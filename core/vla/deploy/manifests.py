@@ -136,9 +136,10 @@ def secrets_example(services: list[ResolvedService]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(services: list[ResolvedService], deploy: DeployConfig, lab_config_text: str | None) -> dict[str, str]:
+def render(services: list[ResolvedService], deploy: DeployConfig, lab_config_text: str | None,
+           insecure: bool = False) -> dict[str, str]:
     """Every file of the folder, by name, as text."""
-    files = manifests(services, deploy, lab_config_text=lab_config_text)
+    files = manifests(services, deploy, lab_config_text=lab_config_text, insecure=insecure)
     texts = {name: HEADER + dump(objects) for name, objects in files.items()}
     texts[KUSTOMIZATION] = HEADER + yaml.safe_dump(kustomization(list(files), deploy, services), sort_keys=False)
     if deploy.kubernetes.secret is None:
@@ -191,9 +192,9 @@ def write(out: Path, texts: dict[str, str]) -> list[Path]:
     return written
 
 
-def missing_secrets(out: Path, services: list[ResolvedService]) -> list[str]:
+def missing_secrets(out: Path, services: list[ResolvedService], insecure: bool = False) -> list[str]:
     """The required secrets that ``out/secrets.env`` does not give a value (all, when it is absent)."""
-    required = sorted({v for s in services for v in s.secrets if v == API_KEY_ENV})
+    required = [] if insecure else sorted({v for s in services for v in s.secrets if v == API_KEY_ENV})
     path = out / SECRETS_FILE
     if not path.is_file():
         return required
