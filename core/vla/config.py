@@ -122,6 +122,38 @@ class ClientConfig:
 
 
 @attrs.define
+class Toleration:
+    """A Kubernetes toleration for the taint GPU nodes carry (checked by `vla up --target k8s`)."""
+
+    key: str = "nvidia.com/gpu"
+    operator: str = "Exists"  # Exists | Equal
+    value: str | None = None  # with Equal
+    effect: str | None = "NoSchedule"  # NoSchedule | PreferNoSchedule | NoExecute | null: any
+
+
+@attrs.define
+class KubernetesConfig:
+    """How `vla up --target k8s` writes manifests (`deploy.kubernetes` in vla.yaml)."""
+
+    namespace: str | None = None  # None: deploy.project
+    # How the arms reach the public services: LoadBalancer | NodePort | ClusterIP
+    service_type: str = "LoadBalancer"
+    replicas: dict[str, int] = attrs.field(factory=dict)  # service (policy, rewarder, ...) -> pods
+    # The NVIDIA GPU operator labels its nodes nvidia.com/gpu.present=true; {} schedules anywhere.
+    gpu_node_selector: dict[str, str] = attrs.field(factory=lambda: {"nvidia.com/gpu.present": "true"})
+    gpu_tolerations: list[Toleration] = attrs.field(factory=lambda: [Toleration()])
+    runtime_class: str | None = None  # e.g. "nvidia", where the GPU runtime is not the default
+    storage_class: str | None = None  # None: the cluster's default
+    # Pods on different nodes share the model cache, so by default it needs a shared filesystem.
+    access_mode: str = "ReadWriteMany"  # ReadWriteMany | ReadWriteOnce | ReadWriteOncePod
+    cache_size: str = "200Gi"  # the model cache's claim (deploy.model_cache_volume)
+    volume_size: str = "50Gi"  # each other volume's claim (checkpoints, assets)
+    image_registry: str | None = None  # where the cluster pulls vla's own images (they are built locally)
+    secret: str | None = None  # an existing Secret to use; None: kustomize makes one from secrets.env
+    version: str = "1.30"  # the Kubernetes version the manifests are checked against
+
+
+@attrs.define
 class DeployConfig:
     """What `vla up` starts on the GPU host when no flags are given."""
 
@@ -134,6 +166,7 @@ class DeployConfig:
     rewarder_port: int = attrs.field(default=18080, validator=_port)
     gpus: str = "all"  # "all" or comma-separated device ids
     bind_address: str = "0.0.0.0"  # host address the service ports are published on
+    kubernetes: KubernetesConfig = attrs.field(factory=KubernetesConfig)  # `vla up --target k8s`
 
 
 @attrs.define

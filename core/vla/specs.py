@@ -72,6 +72,11 @@ def _positive_number(_inst, attribute, value):
         raise SpecError(f"field {attribute.name!r}: expected a number > 0, got {value!r}")
 
 
+def _optional_url_path(_inst, attribute, value):
+    if value is not None and (not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value)):
+        raise SpecError(f"field {attribute.name!r}: expected a URL path starting with '/', got {value!r}")
+
+
 def _tuple(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -102,7 +107,7 @@ class HealthCheck:
     # Set by ``http()``: the port and path the command asks, so that a Kubernetes probe can be
     # an httpGet built from the same spec.
     http_port: int | None = attrs.field(default=None, validator=_port)
-    http_path: str | None = None
+    http_path: str | None = attrs.field(default=None, validator=_optional_url_path)
 
     @classmethod
     def http(cls, port: int, path: str = "/healthz", **kwargs) -> HealthCheck:
@@ -117,6 +122,16 @@ class HealthCheck:
     def wait_s(self) -> float:
         """How long a service may take to become healthy: its start period, then its retries."""
         return self.start_period_s + (self.retries + 1) * (self.interval_s + self.timeout_s)
+
+
+@attrs.frozen
+class Resources:
+    """What one copy of a service needs from a machine besides GPUs, at its peak (model loading
+    included). Kubernetes requests both and caps memory at ``memory_gib``; compose, on the one
+    host it owns, uses neither."""
+
+    cpu: float = attrs.field(default=1.0, validator=_positive_number)  # cores
+    memory_gib: float = attrs.field(default=2.0, validator=_positive_number)
 
 
 @attrs.frozen
@@ -139,6 +154,7 @@ class ServiceSpec:
     ipc_host: bool = False
     # Whether the service is reachable from the arms (policy, rewarder) or internal (vLLM).
     public: bool = True
+    resources: Resources = attrs.field(factory=Resources, validator=attrs.validators.instance_of(Resources))
     # The share of one GPU's memory the service takes (vLLM's --gpu-memory-utilization, JAX's
     # XLA_PYTHON_CLIENT_MEM_FRACTION); None when it allocates as it goes. `vla up` warns when
     # services that share a GPU add up to more than all of it.

@@ -200,17 +200,23 @@ def _display_host(bind: str) -> str:
               help="A policy setting (repeatable), passed to its `vla serve`; a host path is mounted read-only, e.g. --set path=outputs/act/pretrained_model.")
 @click.option("--rewarder-set", "rewarder_sets", multiple=True, metavar="KEY=VALUE", help="A rewarder setting (repeatable), likewise.")
 @click.option("--insecure", is_flag=True, help="Publish beyond localhost even without an API key.")
-@click.option("--dry-run", is_flag=True, help="Print the compose file and start nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the compose file (with --target k8s: the manifests) and start nothing.")
 @click.option("--build/--no-build", default=True, show_default=True, help="Build missing vla images and pull missing upstream ones first.")
 @click.option("--wait-timeout", default=None, type=click.IntRange(1), help="Seconds to wait for every service to be healthy [default: the longest start period and retries, plus 60].")
+@click.option("--target", "deploy_target", type=click.Choice(["compose", "k8s"]), default="compose", show_default=True,
+              help="compose: start the services here; k8s: write Kubernetes manifests from the same specs.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="k8s: folder for the manifests (default: .vla/k8s).")
+@click.option("--replicas", multiple=True, metavar="SERVICE=N", help="k8s: pods for a service, e.g. policy=2 (default: deploy.kubernetes.replicas).")
 @click.pass_context
-def up(ctx, policy, rewarder, trainer, gpus, bind, policy_sets, rewarder_sets, insecure, dry_run, build, wait_timeout):
+def up(ctx, policy, rewarder, trainer, gpus, bind, policy_sets, rewarder_sets, insecure, dry_run, build, wait_timeout,
+       deploy_target, out, replicas):
     """Start the policy / rewarder services with docker compose and wait until they are healthy.
 
     The compose file goes to .vla/compose.yaml; `--dry-run` prints it (checked with
     `docker compose config` when compose is installed, kept as .vla/compose.dry-run.yaml) and
     starts nothing. A port another program holds, or a service published beyond localhost
-    without an API key, stops it before anything starts.
+    without an API key, stops it before anything starts. `--target k8s` writes Kubernetes
+    manifests to apply with `kubectl apply -k DIR` instead (`--dry-run` prints them).
     """
     import yaml
 
@@ -218,10 +224,17 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, policy_sets, rewarder_sets, i
 
     loaded = lab_config(ctx)
     registry, selection = _resolve(loaded, policy, rewarder, trainer)
-    deploy = loaded.config.deploy
-    bind = bind or os.environ.get("VLA_BIND_ADDRESS") or deploy.bind_address
     role_pairs = {"policy": _set_pairs(policy_sets, "--set"), "rewarder": _set_pairs(rewarder_sets, "--rewarder-set")}
     _check_settings(loaded, selection, role_pairs)
+    if deploy_target == "k8s":
+        from vla.deploy.kubernetes_cli import up_kubernetes
+
+        return up_kubernetes(ctx, loaded, selection, out=out, replicas=replicas, dry_run=dry_run,
+                             role_pairs=role_pairs, insecure=insecure)
+    if out or replicas:
+        raise DeployUsageError("--out and --replicas are for --target k8s")
+    deploy = loaded.config.deploy
+    bind = bind or os.environ.get("VLA_BIND_ADDRESS") or deploy.bind_address
     overrides, host_mounts = {}, {}
     for role, pairs in role_pairs.items():
         overrides[role], host_mounts[role] = compose.host_path_overrides(pairs, Path.cwd())

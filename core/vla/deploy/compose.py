@@ -6,12 +6,13 @@ policy` works whatever the plugin is called; the spec's own name stays reachable
 alias. A component's other services (backends such as vLLM) keep their spec names, prefixed
 with the role only if two components use the same name.
 
-Volumes: a spec volume named ``model-cache`` or ``vla-model-cache`` is the lab's shared model
-cache, the named volume ``deploy.model_cache_volume``; every other volume is private to the
-project (compose prefixes it with the project name). The cache has one owner, uid/gid 1000 (the
-``vla`` user of every vla image): a one-shot ``model-cache-init`` service gives the volume to
-it before anything mounts it, and upstream images that mount it (vLLM) run as 1000:1000 too,
-so no image leaves root-owned files another cannot write.
+What each service gets (environment, secrets, volumes, the lab config, the user it runs as,
+dependencies, labels, its `--set` settings) is decided once in resolve.py, for compose and
+Kubernetes alike; this module writes it in compose's words. The lab's model cache is the named
+volume ``deploy.model_cache_volume``; every other volume is private to the project (compose
+prefixes it with the project name). The cache has one owner, uid/gid 1000: a one-shot
+``model-cache-init`` service gives the volume to it before anything mounts it. Secrets
+(``VLA_API_KEY``, ``HF_TOKEN``) are passed from the shell that runs `vla up`, never written.
 
 Images: compose never pulls (``pull_policy: never`` on every service); `vla up` builds the
 missing vla images and pulls the missing upstream ones itself, first. Upstream images must be
@@ -30,23 +31,13 @@ import attrs
 
 from vla.config import DeployConfig
 from vla.deploy.errors import DeployError
+from vla.deploy.resolve import CACHE_OWNER, LAB_CONFIG_TARGET, LABEL_PREFIX, MODEL_CACHE, MODEL_CACHE_KEYS, resolve
 from vla.specs import ComponentSpec, HealthCheck, ServiceSpec
 
 ROLES = ("policy", "rewarder", "trainer")
 ROLE_KINDS = {"policy": "policies", "rewarder": "rewarders", "trainer": "trainers"}  # registry kinds
-MODEL_CACHE = "model-cache"
-# Spec volume names that mean the lab's model cache (the second is DeployConfig's default name).
-MODEL_CACHE_KEYS = (MODEL_CACHE, "vla-model-cache")
-LABEL_PREFIX = "ai.vla"
-# Environment passed through from the shell that runs `vla up`, never written into the file.
-PASSTHROUGH_ENV = ("VLA_API_KEY", "HF_TOKEN")
-# Where vla's containers find the lab config (its `plugins:` section configures the plugins).
-LAB_CONFIG_TARGET = "/etc/vla/vla.yaml"
-CACHE_OWNER = "1000:1000"  # the vla user of every vla image
 CACHE_INIT = "model-cache-init"
 CACHE_INIT_MOUNT = "/cache"
-# An upstream image run as 1000 may have a HOME it cannot write (vLLM's is /root).
-UPSTREAM_HOME = "/tmp/vla-home"
 # Host files that `--set KEY=PATH` names are mounted read-only under here in the container.
 HOST_MOUNT_ROOT = "/mnt/vla"
 
@@ -197,85 +188,50 @@ def compose_dict(
 ) -> dict[str, Any]:
     """The compose project as a dict, ready for ``yaml.safe_dump``.
 
-    ``overrides`` (role -> [(key, value)]) become ``--set KEY=VALUE`` arguments of the role's
-    main service, which must run `vla serve` or `vla serve-rewarder`; ``host_mounts`` (role ->
-    [(host path, container path)]) are bind-mounted into it read-only (see ``host_path_overrides``).
+    ``overrides`` and ``host_mounts``: the roles' ``--set`` settings and the host paths among
+    them (see ``resolve`` and ``host_path_overrides``); the paths are bind-mounted read-only.
     """
     environ = os.environ if environ is None else environ
     gpus = deploy.gpus if gpus is None else gpus
-    by_spec_name = {(s.role, s.spec.name): s.compose_name for s in plan.services}
     services: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
     gpu_offset = 0
-    for s in plan.services:
-        spec = s.spec
-        dist, version = selection.distributions.get(s.role, ("?", "?"))
+    for r in resolve(plan, deploy, selection, lab_config=bool(lab_config_path), overrides=overrides, host_mounts=host_mounts):
+        spec = r.spec
         entry: dict[str, Any] = {"image": spec.image}
-        command = list(spec.command)
-        role_sets = (overrides or {}).get(s.role, []) if s.main else []
-        if role_sets:
-            if command[:2] not in (["vla", "serve"], ["vla", "serve-rewarder"]):
-                raise DeployError(
-                    f"{s.role} {s.component.name!r} runs {' '.join(command[:3]) or 'its image'}, not `vla serve`: "
-                    f"its settings cannot be given with --set"
-                )
-            for key, value in role_sets:
-                command += ["--set", f"{key}={value}"]
-        if command:
-            entry["command"] = [_escape(c) for c in command]
+        if r.command:
+            entry["command"] = [_escape(c) for c in r.command]
         # vla's images are built here and upstream ones fetched by `vla up` before compose runs
         entry["pull_policy"] = "never"
-        # vla's own images (built here) get the port for their health check and the lab config;
-        # upstream images (vLLM) get only what their spec says.
-        ours = spec.build_context is not None
-        env = {k: _escape(v) for k, v in spec.environment.items()}
-        if ours and spec.port is not None:
-            env.setdefault("VLA_PORT", str(spec.port))
-        for var in PASSTHROUGH_ENV:
-            if environ.get(var) and var not in env and (ours or var == "HF_TOKEN"):
+        env = {k: _escape(v) for k, v in r.environment.items()}
+        for var in r.secrets:
+            if environ.get(var):
                 env[var] = "${" + var + "}"  # resolved by compose at `up`, not stored here
-        if ours and lab_config_path:
-            env.setdefault("VLA_CONFIG", LAB_CONFIG_TARGET)
-        uses_cache = any(v in MODEL_CACHE_KEYS or v == deploy.model_cache_volume for v in spec.volumes)
-        if uses_cache and not ours and "HOME" not in env:
-            env["HOME"] = UPSTREAM_HOME
         if env:
             entry["environment"] = env
-        if s.compose_name in plan.host_ports:
+        if r.published_port is not None:
             entry["ports"] = [
-                {"target": spec.port, "published": str(plan.host_ports[s.compose_name]), "host_ip": bind, "protocol": "tcp"}
+                {"target": spec.port, "published": str(r.published_port), "host_ip": bind, "protocol": "tcp"}
             ]
         mounts: list[Any] = []
-        for vol_name, target in spec.volumes.items():
-            if vol_name in MODEL_CACHE_KEYS or vol_name == deploy.model_cache_volume:
-                volumes[MODEL_CACHE] = {"name": deploy.model_cache_volume}
-                mounts.append(f"{MODEL_CACHE}:{target}")
-            else:
-                volumes[vol_name] = {}
-                mounts.append(f"{vol_name}:{target}")
-        if uses_cache and not ours:
-            entry["user"] = CACHE_OWNER
-        if ours and lab_config_path:
+        for m in r.mounts:
+            volumes[m.key] = {"name": deploy.model_cache_volume} if m.cache else {}
+            mounts.append(f"{m.key}:{m.target}")
+        if r.user is not None:
+            entry["user"] = r.user
+        if r.lab_config:
             mounts.append({"type": "bind", "source": lab_config_path, "target": LAB_CONFIG_TARGET, "read_only": True})
-        for source, target in (host_mounts or {}).get(s.role, []) if s.main else []:
+        for source, target in r.host_mounts:
             mounts.append({"type": "bind", "source": source, "target": target, "read_only": True})
         if mounts:
             entry["volumes"] = mounts
         if spec.healthcheck is not None:
             entry["healthcheck"] = healthcheck_entry(spec.healthcheck)
         deps: dict[str, Any] = {}
-        if uses_cache:
+        if any(m.cache for m in r.mounts):
             deps[CACHE_INIT] = {"condition": "service_completed_successfully"}
-        if spec.depends_on:
-            for dep in spec.depends_on:
-                target = by_spec_name.get((s.role, dep))  # a component depends on its own services
-                if target is None:
-                    raise DeployError(
-                        f"service {spec.name!r} of {s.role} {s.component.name!r} depends on {dep!r}, "
-                        f"which is not among its services ({', '.join(x.name for x in s.component.services)})"
-                    )
-                has_check = plan.service(target).spec.healthcheck is not None
-                deps[target] = {"condition": "service_healthy" if has_check else "service_started"}
+        for d in r.depends_on:
+            deps[d.service] = {"condition": "service_healthy" if d.healthcheck is not None else "service_started"}
         if deps:
             entry["depends_on"] = deps
         entry["restart"] = "unless-stopped"
@@ -284,16 +240,10 @@ def compose_dict(
         if spec.gpus > 0:
             entry["deploy"] = {"resources": {"reservations": {"devices": gpu_devices(spec.gpus, gpus, gpu_offset)}}}
             gpu_offset += spec.gpus
-        entry["labels"] = {
-            f"{LABEL_PREFIX}.role": s.role,
-            f"{LABEL_PREFIX}.component": s.component.name,
-            f"{LABEL_PREFIX}.service": spec.name,
-            f"{LABEL_PREFIX}.plugin.name": dist,
-            f"{LABEL_PREFIX}.plugin.version": version,
-        }
-        if s.main and spec.name != s.compose_name:
+        entry["labels"] = dict(r.labels)
+        if r.main and spec.name != r.name:
             entry["networks"] = {"default": {"aliases": [spec.name]}}
-        services[s.compose_name] = entry
+        services[r.name] = entry
     if MODEL_CACHE in volumes:
         services = {CACHE_INIT: cache_init_entry(plan, deploy), **services}
     doc: dict[str, Any] = {"name": plan.project, "services": services}

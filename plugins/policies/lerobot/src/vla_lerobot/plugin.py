@@ -2,7 +2,7 @@
 `smolvla` trainers. Imports only vla and attrs: listing plugins never imports torch."""
 
 from vla import hookimpl
-from vla.specs import HealthCheck, PolicySpec, ServiceSpec, TrainerSpec
+from vla.specs import HealthCheck, PolicySpec, Resources, ServiceSpec, TrainerSpec
 from vla_lerobot.config import LeRobotPolicyConfig, LeRobotTrainerConfig
 
 POLICY_PORT = 8080
@@ -19,6 +19,8 @@ LEROBOT_SERVICE = ServiceSpec(
     # The checkpoint: a hub id in VLA_LEROBOT_PATH, or a folder copied into the models volume.
     volumes={"vla-model-cache": "/home/vla/.cache/huggingface", "vla-lerobot-models": "/models"},
     environment={"HF_HOME": "/home/vla/.cache/huggingface", "VLA_LEROBOT_PATH": "/models/lerobot"},
+    # pi0/pi0.5 checkpoints (3B parameters) load in float32 on the host first
+    resources=Resources(cpu=4, memory_gib=24),
 )
 
 

@@ -2,7 +2,7 @@
 `scripts/serve_policy.py` in the openpi image (port 8000 inside, published on the policy port)."""
 
 from vla import hookimpl
-from vla.specs import HealthCheck, PolicySpec, ServiceSpec
+from vla.specs import HealthCheck, PolicySpec, Resources, ServiceSpec
 from vla_openpi.config import OPENPI_PORT, OpenPIConfig, Pi0FastConfig
 
 OPENPI_IMAGE = "vla-openpi:latest"
@@ -36,6 +36,8 @@ def openpi_service(policy: str) -> ServiceSpec:
         volumes={"vla-openpi-assets": ASSETS},
         environment={"OPENPI_DATA_HOME": ASSETS, "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)},
         gpu_memory_fraction=MEM_FRACTION,
+        # the checkpoint is restored on the host before JAX places it on the GPU
+        resources=Resources(cpu=4, memory_gib=32),
     )
 
 

@@ -1,7 +1,7 @@
 """vla-openvla's registration: the `openvla` policy backend and its GPU service."""
 
 from vla import hookimpl
-from vla.specs import HealthCheck, PolicySpec, ServiceSpec
+from vla.specs import HealthCheck, PolicySpec, Resources, ServiceSpec
 from vla_openvla.config import OpenVLAConfig
 
 POLICY_PORT = 8080
@@ -18,6 +18,8 @@ OPENVLA_SERVICE = ServiceSpec(
     healthcheck=HealthCheck.http(POLICY_PORT, interval_s=15.0, timeout_s=5.0, retries=5, start_period_s=1200.0),
     volumes={"vla-model-cache": HF_CACHE},
     environment={"HF_HOME": HF_CACHE},
+    # transformers reads the 15 GB of bf16 weights through host memory before moving them to the GPU
+    resources=Resources(cpu=4, memory_gib=32),
 )
 
 

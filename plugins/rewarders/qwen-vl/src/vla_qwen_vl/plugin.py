@@ -5,7 +5,7 @@ of ``vllm`` (the upstream vllm/vllm-openai image serving Qwen2.5-VL-7B-Instruct)
 """
 
 from vla import hookimpl
-from vla.specs import HealthCheck, RewarderSpec, ServiceSpec
+from vla.specs import HealthCheck, Resources, RewarderSpec, ServiceSpec
 
 from vla_qwen_vl.config import QwenVLConfig
 
@@ -43,6 +43,8 @@ VLLM = ServiceSpec(
     ipc_host=True,
     public=False,
     gpu_memory_fraction=GPU_MEMORY_UTILIZATION,
+    # the weights pass through host memory while loading, and /dev/shm holds the image inputs
+    resources=Resources(cpu=4, memory_gib=32),
 )
 
 REWARDER = ServiceSpec(
