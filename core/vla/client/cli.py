@@ -38,9 +38,16 @@ def new_run_id() -> str:
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False), help="Where the tick log goes (default: lab config log_dir).")
 @click.option("--adapter", "adapter_name", default=None,
               help="Policy plugin whose key mapping to apply, for servers that do not speak vla's keys (e.g. pi0-fast for openpi's own server).")
+@click.option("--preflight/--no-preflight", default=None,
+              help="Check the deployment against the training before the first action (default: on for a real arm).")
+@click.option("--dataset", "preflight_dataset", default=None, type=click.Path(file_okay=False),
+              help="The training dataset the pre-flight compares with (default: preflight.dataset in vla.yaml).")
+@click.option("--checkpoint", "preflight_checkpoint", default=None, type=click.Path(),
+              help="The checkpoint the pre-flight reads (default: preflight.checkpoint, else the server's metadata).")
 @click.pass_context
 def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, record_dir, merge,
-        actions_per_chunk, threshold, control_hz, jpeg_quality, safety_path, log_dir, adapter_name):
+        actions_per_chunk, threshold, control_hz, jpeg_quality, safety_path, log_dir, adapter_name,
+        preflight, preflight_dataset, preflight_checkpoint):
     """Drive an arm with a remote policy.
 
     A control loop at the arm's rate pops one action per tick from a queue, asks the policy
@@ -86,9 +93,12 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
     worker = InferenceWorker(url, api_key=cfg.policy_server.api_key, connect_timeout_s=cfg.client.connect_timeout_s,
                              max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality,
                              adapter=adapter)
+    from vla.matching.preflight import PreflightFailed as PreflightRefused
+
     recorder = None
     results = []
     error: str | None = None
+    exit_code = 1
     console.print(f"[bold]vla run[/] {setup.robot_name} → {url}  merge={settings.merge} "
                   f"{settings.control_hz:g} Hz  log {log_path}")
     with stop_on_signals(stop):
@@ -96,6 +106,10 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
         try:
             worker.start()
             wait_connected(controller, worker, clock, cfg.client.connect_timeout_s + 2.0, stop)
+            from vla.matching.preflight import run_preflight
+
+            run_preflight(console, loaded, robot, setup.robot_name, settings, controller, task, seed, preflight,
+                          preflight_dataset, preflight_checkpoint)
             if record_dir:
                 from vla.recording import EpisodeRecorder
 
@@ -114,6 +128,8 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
                                          episode_s, recorder, stop, run_episodes)
         except RunError as exc:
             error = str(exc)
+        except PreflightRefused as exc:
+            error, exit_code = f"pre-flight check failed: {exc}", 3
         except Exception as exc:  # the robot or the recorder failed: hold, close, and say what happened
             error = f"{type(exc).__name__}: {exc}"
             log.write("event", event="crash", reason=error, t=log.rel(clock.now()))
@@ -129,7 +145,9 @@ def run(ctx, robot_name, task, policy_url, arm_id, episodes, seed, episode_s, re
             log.close()
     _print_results(results, log_path)
     if error:
-        raise click.ClickException(error)
+        exc = click.ClickException(error)
+        exc.exit_code = exit_code
+        raise exc
     if stop.is_set():
         console.print(f"stopped by {stop.reason}; the arm holds its last safe position")
         sys.exit(128 + int(getattr(signal, stop.reason, signal.SIGINT)))

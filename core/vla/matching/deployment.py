@@ -73,14 +73,17 @@ def read_live(robot, task: str | None = None) -> tuple[LiveObservation, dict[str
     """
     robot.connect()
     try:
+        known = True
         if task and callable(getattr(robot, "reset", None)) and callable(getattr(robot, "success", None)):
             try:
                 robot.reset(task)
             except (KeyError, ValueError):
-                pass  # a task text the simulator does not know: its scene stays as connect() left it
+                known = False  # a task the simulator does not know: its scene stays as connect() left it
         observation = robot.observe()
     finally:
         robot.disconnect()
+    if not known:
+        observation.pop(TASK_KEY, None)  # that goal text belongs to another task; --task is what counts
     images = {k[len(IMAGE_PREFIX):]: np.asarray(v) for k, v in observation.items()
               if k.startswith(IMAGE_PREFIX) and not isinstance(v, (bytes, bytearray))}
     return LiveObservation(np.asarray(observation[STATE_KEY], dtype=np.float64), images), observation
