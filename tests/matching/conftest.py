@@ -10,6 +10,9 @@
   real policy's, delivered after a set latency): ``matching`` with the training's chunk
   settings and no delay, ``jumpy`` with 5-action chunks, latest-merge and a 0.45 s round trip;
 - ``lab``: a lab folder (vla.yaml, arm files for the sim and the crossed sim).
+
+``VLA_TEST_FIXTURES=DIR`` keeps the dataset, checkpoints and recordings in DIR and reuses
+them on the next run (for working on these tests; CI builds them afresh).
 """
 
 from __future__ import annotations
@@ -60,6 +63,21 @@ def with_crossed_sim(crossed_sim):
     plugins._registry = previous
 
 
+def _folder(tmp_path_factory, name: str) -> tuple[Path, bool]:
+    """Where a session fixture builds, and whether a previous run (VLA_TEST_FIXTURES) already did."""
+    cache = os.environ.get("VLA_TEST_FIXTURES")
+    if not cache:
+        return tmp_path_factory.mktemp(name), False
+    path = Path(cache) / name
+    done = path / ".done"
+    return path, done.is_file()
+
+
+def _done(path: Path) -> None:
+    if os.environ.get("VLA_TEST_FIXTURES"):
+        (path / ".done").write_text("")
+
+
 def _sim(**overrides):
     from vla_sim.robot import SimConfig, SimRobot
 
@@ -77,7 +95,9 @@ def training(tmp_path_factory):
 
     from vla.recording import EpisodeRecorder
 
-    root = tmp_path_factory.mktemp("training")
+    root, built = _folder(tmp_path_factory, "training")
+    if built:
+        return next(p for p in root.iterdir() if p.is_dir())
     robot = _sim()
     recorder = EpisodeRecorder(root, robot, "lift", "arm0", run_id="demos")
     try:
@@ -87,6 +107,7 @@ def training(tmp_path_factory):
         recorder.close()
         robot.disconnect()
     assert successes == EPISODES
+    _done(root)
     return recorder.path
 
 
@@ -108,8 +129,12 @@ def _train(dataset: Path, output: Path, epochs: int) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(training, tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {"matching": _train(training, root / "act_2ep", 2), "overtrained": _train(training, root / "act_20ep", 20)}
+    root, built = _folder(tmp_path_factory, "checkpoints")
+    if built:
+        return {"matching": root / "act_2ep", "overtrained": root / "act_20ep"}
+    out = {"matching": _train(training, root / "act_2ep", 2), "overtrained": _train(training, root / "act_20ep", 20)}
+    _done(root)
+    return out
 
 
 def record_eval(root: Path, client: dict, latency_s: float, seeds=range(100, 103)) -> Path:
@@ -157,9 +182,13 @@ def _safety_config():
 
 @pytest.fixture(scope="session")
 def recordings(training, tmp_path_factory):
-    root = tmp_path_factory.mktemp("recordings")
-    return {"matching": record_eval(root / "matching", MATCHING_CLIENT, 0.0),
-            "jumpy": record_eval(root / "jumpy", JUMPY_CLIENT, 0.45)}
+    root, built = _folder(tmp_path_factory, "recordings")
+    if built:
+        return {name: next((root / name).iterdir()) for name in ("matching", "jumpy")}
+    out = {"matching": record_eval(root / "matching", MATCHING_CLIENT, 0.0),
+           "jumpy": record_eval(root / "jumpy", JUMPY_CLIENT, 0.45)}
+    _done(root)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.lerobot, pytest.mark.slow]
 
 def doctor(lab: Path, *args: str, config: str = "vla.yaml"):
     """`vla doctor --json` in this process; returns (exit code, parsed JSON, stderr text)."""
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--config", str(lab / config), "doctor", *args, "--json"])
+    result = CliRunner().invoke(cli, ["--config", str(lab / config), "doctor", *args, "--json"])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     try:
@@ -224,16 +224,17 @@ def test_actions_in_degrees_fail_the_units_check(training, tmp_path, lab, helper
     units = checks(report)["units"]
     assert code == 1 and units["status"] == "fail"
     assert units["numbers"]["dataset_action"][5] == "percent" and "degrees" in units["numbers"]["dataset_action"]
-    assert "gripper in dataset action reads as percent, the robot uses radians" in units["summary"]
+    assert "dataset action in degrees (shoulder_pan, shoulder_lift, elbow_flex, wrist_flex" in units["summary"]
+    assert "percent (gripper)" in units["summary"] and "the robot speaks radians" in units["summary"]
     assert checks(report)["start_state"]["status"] == "fail"  # 0 rad is far from -48 "degrees"
 
 
 def test_unreadable_inputs_exit_2_naming_them(training, lab, tmp_path):
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--config", str(lab / "vla.yaml"), "doctor", "--dataset",
+    result = CliRunner().invoke(cli, ["--config", str(lab / "vla.yaml"), "doctor", "--dataset",
                                                       str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such dataset folder" in result.stderr
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--config", str(lab / "vla.yaml"), "doctor", "--dataset",
+    result = CliRunner().invoke(cli, ["--config", str(lab / "vla.yaml"), "doctor", "--dataset",
                                                       str(training), "--checkpoint", str(tmp_path)])
     assert result.exit_code == 2 and "no installed policy plugin reads this checkpoint" in result.stderr
-    result = CliRunner(mix_stderr=False).invoke(cli, ["doctor", "--json"])
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
     assert result.exit_code == 2 and "--json only go with --dataset" in result.stderr

@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from vla.cli import cli
+from vla.matching.checks import PREFLIGHT_CHECKS
 
 pytestmark = [pytest.mark.lerobot, pytest.mark.slow]
 VLA = str(Path(sys.executable).parent / "vla")
@@ -61,7 +62,7 @@ def served_act(checkpoints, lab, tmp_path_factory):
 
 
 def run(lab: Path, *args: str):
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--config", str(lab / "vla.yaml"), "run", *args])
+    result = CliRunner().invoke(cli, ["--config", str(lab / "vla.yaml"), "run", *args])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
@@ -82,19 +83,20 @@ def test_preflight_refuses_crossed_cameras_before_anything_moves(training, serve
     (event,) = events(logs, "preflight")
     assert event["status"] == "fail" and event["checks"]["camera_identity"] == "fail"
     assert event["checks"]["task"] == event["checks"]["cameras"] == "pass"
+    # without --checkpoint the server's metadata stands in: it does not say how long the policy trained
+    assert event["checks"]["training_length"] == "skip"
     records = [json.loads(line) for p in logs.glob("*.jsonl") for line in p.read_text().splitlines()]
     assert not [r for r in records if r["type"] == "tick"], "the arm was commanded before the pre-flight refused"
 
 
-def test_preflight_lets_a_matching_deployment_start(training, served_act, lab, tmp_path):
+def test_preflight_lets_a_matching_deployment_start(training, checkpoints, served_act, lab, tmp_path):
     logs = tmp_path / "logs"
     result = run(lab, "--arm", "sim0", "--task", "lift", "--policy-url", served_act, "--preflight",
-                 "--dataset", str(training), "--log-dir", str(logs), "--duration", "1", "--seed", "7")
+                 "--dataset", str(training), "--checkpoint", str(checkpoints["matching"]), "--log-dir", str(logs),
+                 "--duration", "1", "--seed", "7")
     assert result.exit_code == 0, result.stdout + result.stderr
     (event,) = events(logs, "preflight")
-    assert event["status"] == "pass" and set(event["checks"].values()) == {"pass"}, event
-    # the checkpoint's contract came from the server: its training length is not known there
-    assert "training_length" not in event["failed"]
+    assert event["status"] == "pass" and event["checks"] == {n: "pass" for n in PREFLIGHT_CHECKS}, event
     records = [json.loads(line) for p in logs.glob("*.jsonl") for line in p.read_text().splitlines()]
     assert len([r for r in records if r["type"] == "tick"]) >= 5
 
@@ -119,10 +121,10 @@ def test_preflight_is_on_by_default_for_a_real_arm(training, served_act, tmp_pat
                                       "client": {"actions_per_chunk": 10, "merge": "latest", "control_hz": 10}}))
     args = ["--config", str(config), "run", "--robot", "kinematic", "--task", "lift the yellow cube", "--policy-url",
             served_act, "--duration", "0.5"]
-    result = CliRunner(mix_stderr=False).invoke(cli, args)
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 3, result.stdout + result.stderr
     assert "pre-flight check failed: start_state" in result.stderr and "shoulder_lift" in result.stderr
     (event,) = events(tmp_path / "logs", "preflight")
     assert event["checks"]["start_state"] == "fail"
-    skipped = CliRunner(mix_stderr=False).invoke(cli, [*args[:3], "--no-preflight", *args[3:]])
+    skipped = CliRunner().invoke(cli, [*args[:3], "--no-preflight", *args[3:]])
     assert skipped.exit_code == 0, skipped.stdout + skipped.stderr

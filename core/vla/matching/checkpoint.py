@@ -89,16 +89,19 @@ def read_checkpoint(path: str | Path, loaded=None) -> CheckpointInfo:
 def from_metadata(metadata: dict[str, Any], url: str = "") -> CheckpointInfo:
     """What a policy server's metadata frame says about the policy it serves (in the lab's camera names)."""
     extra = metadata.get("extra") if isinstance(metadata.get("extra"), dict) else {}
+    # A server lists cameras in the lab's names; extra.camera_map (lab -> policy) says what the
+    # policy calls them, which is what its training dataset called them.
+    camera_map = {str(k): str(v) for k, v in (extra.get("camera_map") or {}).items()}
     cameras = {}
     for name, shape in (metadata.get("cameras") or {}).items():
-        cameras[str(name)] = tuple(int(v) for v in shape)
+        cameras[camera_map.get(str(name), str(name))] = tuple(int(v) for v in shape)
     caps = metadata.get("capabilities") if isinstance(metadata.get("capabilities"), dict) else {}
     horizon = metadata.get("horizon")
     return CheckpointInfo(
         policy=str(metadata.get("policy", "?")),
         path=url,
-        # the server already translated its policy's names into the lab's: no rename left to apply
         cameras=cameras,
+        serving_rename=camera_map,
         horizon=int(horizon) if isinstance(horizon, int) else None,
         chunk_size=int(horizon) if isinstance(horizon, int) else None,
         n_action_steps=extra.get("n_action_steps") if isinstance(extra.get("n_action_steps"), int) else None,

@@ -85,26 +85,19 @@ def refuse_on_failure(report: MatchReport) -> None:
 
 
 class PreflightHooks(SessionHooks):
-    """The session runner hook: check in ``on_ready``, refuse with PreflightFailed on a failed check."""
+    """The session runner's hook: check in ``on_ready``; a failed check raises PreflightFailed (exit 3).
 
-    def __init__(self, console, dataset: Path, checkpoint: Path | None = None):
+    ``enabled``: True (``--preflight``), False (``--no-preflight``) or None (on for a real arm)."""
+
+    def __init__(self, console, enabled: bool | None = None, dataset: str | None = None, checkpoint: str | None = None):
         self.console = console
-        self.dataset = dataset
-        self.checkpoint = checkpoint
+        self.enabled, self.dataset, self.checkpoint = enabled, dataset, checkpoint
         self.report: MatchReport | None = None
 
     def on_ready(self, session) -> None:
-        from vla.matching.console import print_report
-
-        try:
-            self.report = preflight_report(session.loaded, session.robot, session.setup.robot_name, session.settings,
-                                           session.metadata, session.options.tasks[0], self.dataset, self.checkpoint,
-                                           session.options.seed)
-        except MatchSetupError as exc:
-            raise PreflightFailed(str(exc)) from None
-        log_event(session.controller.log, self.report, session.controller.clock)
-        print_report(self.console, self.report)
-        refuse_on_failure(self.report)
+        self.report = run_preflight(self.console, session.loaded, session.robot, session.setup.robot_name,
+                                    session.settings, session.controller, session.options.tasks[0],
+                                    session.options.seed, self.enabled, self.dataset, self.checkpoint)
 
 
 def log_event(log, report: MatchReport, clock) -> None:

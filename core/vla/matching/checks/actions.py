@@ -126,12 +126,14 @@ def check_units(inputs: MatchInputs) -> Check:
         units["recording_action"] = _units_of(d.recording.actions, facts)
     if d.live is not None:
         units["live_state"] = _units_of(d.live.state[None, :], facts)
-    for j, name in enumerate(facts.joint_names):
-        for source, per_joint in units.items():
-            if per_joint[j] != deployed[name]:
-                problems.append(f"{name} in {source.replace('_', ' ')} reads as {per_joint[j]}, the robot uses radians")
+    for source, per_joint in units.items():
+        wrong: dict[str, list[str]] = {}
+        for name, unit in zip(facts.joint_names, per_joint):
+            if unit != deployed[name]:
+                wrong.setdefault(unit, []).append(name)
+        if wrong:
+            problems.append(f"{source.replace('_', ' ')} in " + ", ".join(f"{u} ({', '.join(n)})" for u, n in wrong.items()))
     numbers = {"joints": list(facts.joint_names), "robot": "radians", **units}
     if problems:
-        return Check("units", FAIL, "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else ""),
-                     numbers)
+        return Check("units", FAIL, "; ".join(problems) + "; the robot speaks radians (the gripper too)", numbers)
     return Check("units", PASS, "every joint reads as radians (the gripper too), as the robot speaks", numbers)

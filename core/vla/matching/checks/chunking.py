@@ -52,8 +52,9 @@ def check_chunking(inputs: MatchInputs) -> Check:
         return Check("chunking", SKIP, f"no checkpoint or policy server to compare with (client: {used} actions per "
                                        f"chunk, threshold {threshold:g}, merge {d.merge})", numbers)
     every = f"{replan} ticks" + (f" ({replan / d.control_hz:.2f} s)" if d.control_hz else "")
-    base = (f"policy chunk {ckpt.chunk_size}, executes {ckpt.n_action_steps}; client uses {used} of each "
-            f"chunk, threshold {threshold:g}, merge {d.merge}: plans anew every {every}")
+    steps = f", executes {ckpt.n_action_steps}" if ckpt.n_action_steps is not None else ""
+    base = (f"policy chunk {horizon if ckpt.chunk_size is None else ckpt.chunk_size}{steps}; client uses {used} of "
+            f"each chunk, threshold {threshold:g}, merge {d.merge}: plans anew every {every}")
     warnings = []
     if horizon and d.actions_per_chunk > horizon:
         warnings.append(f"actions_per_chunk {d.actions_per_chunk} but the policy answers {horizon}")
