@@ -128,3 +128,16 @@ def test_preflight_is_on_by_default_for_a_real_arm(training, served_act, tmp_pat
     assert event["checks"]["start_state"] == "fail"
     skipped = CliRunner().invoke(cli, [*args[:3], "--no-preflight", *args[3:]])
     assert skipped.exit_code == 0, skipped.stdout + skipped.stderr
+
+
+def test_doctor_reads_the_policys_contract_from_a_running_server(training, served_act, lab):
+    """`vla doctor --policy-url`: cameras and chunking from the server's metadata frame, no training length."""
+    result = CliRunner().invoke(cli, ["--config", str(lab / "vla.yaml"), "doctor", "--dataset", str(training),
+                                      "--policy-url", served_act, "--arm", "sim0", "--task", "lift", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert report["checkpoint"]["policy"] == "lerobot/act" and report["checkpoint"]["path"] == served_act
+    assert by_name["cameras"]["numbers"]["policy"] == {"front": [48, 64, 3], "wrist": [48, 64, 3]}
+    assert by_name["chunking"]["numbers"]["horizon"] == 10 and by_name["chunking"]["status"] == "pass"
+    assert by_name["training_length"]["status"] == "skip"

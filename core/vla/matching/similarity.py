@@ -14,10 +14,12 @@ working size. Why SSIM:
 - Front and wrist views differ in exactly that structure, so the crossed pairing scores far
   lower than the straight one.
 
-Measured on the simulated arm (``bench/camera_identity.py``), straight vs crossed scores:
-new object layouts 0.81 vs 0.38, half the light 0.79 vs 0.42, an uneven lamp 0.70 vs 0.36, the
-arm moved away from its start pose 0.66 vs 0.38; zero-mean cross-correlation and colour
-histograms separated some of these cases by less, and histograms failed under dim light.
+Measured on the simulated arm (``bench/camera_identity.py``, mean straight vs crossed score,
+smallest margin of five trials): new object layouts 0.74 vs 0.28 (+0.45), half the light 0.71 vs
+0.32 (+0.37), 1.6x the light 0.74 vs 0.29 (+0.41), an uneven lamp 0.70 vs 0.30 (+0.37), the arm
+moved away from its start pose 0.60 vs 0.30 (+0.23). Zero-mean cross-correlation of 16x21
+thumbnails separates the easy cases more but the two hard ones less (+0.33 uneven lamp, +0.17
+arm moved); colour histograms cannot tell the cameras apart in half the light (-0.01).
 
 A deployment frame is scored against several reference frames of the training camera (episode
 starts and later moments of a few episodes) and keeps its best score, so a frame taken with the
