@@ -18,6 +18,7 @@ from vla.matching.results import FAIL, PASS, SKIP, WARN, MatchReport
 
 COLOURS = {PASS: "#1a7f37", WARN: "#9a6700", FAIL: "#cf222e", SKIP: "#6e7781"}
 MIN_WIDTH = 224  # small frames are shown enlarged (nearest neighbour) so they can be seen
+MIN_SPAN = 0.2  # radians: the narrowest range a histogram shows
 
 
 def _save_frame(image: np.ndarray, path: Path) -> None:
@@ -49,14 +50,19 @@ def _histograms(title: str, names: list[str], series: dict[str, np.ndarray], pat
         hi = max(float(v.max()) for v in values) if values else 1.0
         if markers is not None:
             lo, hi = min(lo, float(np.min(markers[:, j]))), max(hi, float(np.max(markers[:, j])))
-        bins = np.linspace(lo - 1e-6, hi + 1e-6, 31)
+        if hi - lo < MIN_SPAN:  # a joint that never moved (a scripted start pose): show its neighbourhood
+            mid = (hi + lo) / 2
+            lo, hi = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
+        bins = np.linspace(lo, hi, 31)
         for label, v in series.items():
             if len(v):
-                ax.hist(np.asarray(v)[:, j], bins=bins, alpha=0.55, density=True, label=label)
+                column = np.asarray(v)[:, j]
+                ax.hist(column, bins=bins, alpha=0.55, weights=np.full(len(column), 1 / len(column)), label=label)
         if markers is not None:
             for x in markers[:, j]:
                 ax.axvline(float(x), color="#cf222e", linewidth=1.5)
         ax.set_title(name, fontsize=10)
+        ax.set_ylabel("share", fontsize=8)
         ax.tick_params(labelsize=8)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
