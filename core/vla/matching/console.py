@@ -30,4 +30,6 @@ def print_report(console, report: MatchReport) -> None:
     counts = {s: sum(c.status == s for c in report.checks) for s in (PASS, WARN, FAIL, SKIP)}
     verdict = {FAIL: "[red]the deployment does not match the training[/]", WARN: "[yellow]matches, with warnings[/]",
                PASS: "[green]the deployment matches the training[/]", SKIP: "nothing could be checked"}[report.status]
+    if report.status in (PASS, WARN) and counts[SKIP]:
+        verdict += " in what could be checked"
     console.print(f"{verdict}: {counts[PASS]} pass, {counts[WARN]} warn, {counts[FAIL]} fail, {counts[SKIP]} skipped")
