@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PLUGINS := $(wildcard plugins/*/*/pyproject.toml)
-DEMO_PLUGINS := plugins/robots/sim
+DEMO_PLUGINS := plugins/robots/so101-description plugins/robots/sim
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 

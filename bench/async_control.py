@@ -1,8 +1,11 @@
 """Asynchronous control at 30 Hz against a policy that takes 150 +- 50 ms, for each merge mode.
 
-Prints, per merge mode: underflows per minute (target 0), and the largest joint jump between
-consecutive commands at chunk boundaries (the executed target came from a different chunk
-than the tick before) next to the largest jump inside chunks.
+Prints, per merge mode: underflows per minute (target 0), observe-to-action in ticks (from
+the tick an observation was taken to the first tick that executes an action of the chunk
+computed from it), and the largest joint jump between consecutive commands at chunk
+boundaries (the executed target came from a different chunk than the tick before) next to
+the largest jump inside chunks. ``rtc (max delay)`` is RTC with the frozen prefix sized by the
+slowest recent reply, as before issue 13; ``rtc`` sizes it by the 90th percentile.
 
 Time: by default the run is on **simulated time**. The real `vla run` control loop
 (``vla.client.controller`` + ``vla.client.session``) runs against a ``SimulatedClock``; each
@@ -38,7 +41,7 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import run_episodes, wait_connected
 from vla.client.simlink import SimulatedLink
 from vla.client.ticklog import TickLog
-from vla.config import so101_safety
+from vla_so101_description.description import SO101
 from vla.policy import PolicyInfo
 
 HZ = 30.0
@@ -101,7 +104,7 @@ def kinematic_arm(t_start: float):
     from vla.builtins import KinematicArmConfig
     from vla.testing.kinematic import KinematicArm
 
-    arm = KinematicArm(KinematicArmConfig(control_hz=HZ, cameras={}, initial_q=list(reference([t_start])[0])))
+    arm = KinematicArm(KinematicArmConfig(control_hz=HZ, cameras={}, initial_q=list(reference([t_start])[0])), SO101)
     arm.connect()
     return arm
 
@@ -120,7 +123,10 @@ def jumps(records: list[dict]) -> dict:
     minutes = (ticks[-1]["t"] - ticks[0]["t"]) / 60.0
     underflows = sum(1 for r in ticks if r["underflow"])
     rtts = [c["rtt_ms"] for c in chunks if c.get("rtt_ms") is not None]
+    o2a = [c["first_tick"] - c["obs_tick"] for c in chunks[1:]]
     return {
+        "o2a_median": float(np.median(o2a)) if o2a else float("nan"),
+        "o2a_p90": float(np.percentile(o2a, 90)) if o2a else float("nan"),
         "rtt_median_ms": float(np.median(rtts)) if rtts else float("nan"),
         "rtt_max_ms": max(rtts, default=float("nan")),
         "minutes": minutes,
@@ -138,16 +144,27 @@ def jumps(records: list[dict]) -> dict:
     }
 
 
-def simulated_run(mode: str, minutes: float, seed: int) -> dict:
+MODES = {mode: (mode, {}) for mode in MERGE_MODES}
+MODES["rtc (max delay)"] = ("rtc", {"rtc_delay_percentile": 100.0})
+
+
+def latency_model(rng: random.Random, tail: float):
+    """Reply latency: uniform 100-200 ms, plus 100-200 ms more for a share ``tail`` of replies
+    (a Wi-Fi retry, a GC pause): the slow tail is what the max of recent delays locks on to."""
+    return lambda: rng.uniform(0.100, 0.200) + (rng.uniform(0.100, 0.200) if rng.random() < tail else 0.0)
+
+
+def simulated_run(mode: str, minutes: float, seed: int, tail: float = 0.0) -> dict:
+    merge, extra = MODES[mode]
     clock = SimulatedClock()
     arm = kinematic_arm(0.0)
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     log = TickLog(None)
     log.records = []
     controller = Controller(arm, safety, ControlSettings(HZ, actions_per_chunk=HORIZON, chunk_size_threshold=0.6,
-                                                         merge=mode), clock, log, task="track")
+                                                         merge=merge, **extra), clock, log, task="track")
     rng = random.Random(seed)
-    link = SimulatedLink(TrackingPolicy(seed), clock, lambda: rng.uniform(0.100, 0.200))
+    link = SimulatedLink(TrackingPolicy(seed), clock, latency_model(rng, tail))
     wait_connected(controller, link, clock, 5.0)
     t0 = time.perf_counter()
     run_episodes(arm, controller, link, clock, task="track", episodes=1, episode_s=minutes * 60.0)
@@ -181,11 +198,12 @@ def real_run(mode: str, seconds: float, seed: int) -> dict:
     ready.wait(30)
     arm = kinematic_arm(time.perf_counter())
     clock = RealClock()
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     log = TickLog(None, t0=clock.now())
     log.records = []
-    controller = Controller(arm, safety, ControlSettings(HZ, actions_per_chunk=HORIZON, merge=mode), clock, log,
-                            task="track")
+    merge, extra = MODES[mode]
+    controller = Controller(arm, safety, ControlSettings(HZ, actions_per_chunk=HORIZON, merge=merge, **extra), clock,
+                            log, task="track")
     worker = InferenceWorker(f"ws://127.0.0.1:{server.port}").start()
     try:
         wait_connected(controller, worker, clock, 10.0)
@@ -199,10 +217,12 @@ def real_run(mode: str, seconds: float, seed: int) -> dict:
 
 def print_table(title: str, results: dict[str, dict]) -> None:
     print(title)
-    print(f"{'merge':<18}{'minutes':>8}{'chunks':>8}{'underflows/min':>16}{'seam max':>10}{'seam mean':>11}"
+    print(f"{'merge':<18}{'minutes':>8}{'chunks':>8}{'underflows/min':>16}{'obs->act ticks p50/p90':>24}"
+          f"{'seam max':>10}{'seam mean':>11}"
           f"{'inside max':>12}{'inside mean':>13}{'late':>6}{'clamps':>8}{'rtt p50/max ms':>16}")
     for mode, r in results.items():
         print(f"{mode:<18}{r['minutes']:>8.2f}{r['chunks']:>8d}{r['underflows_per_min']:>16.2f}"
+              f"{r['o2a_median']:>17.1f}/{r['o2a_p90']:<6.1f}"
               f"{r['seam_max']:>10.4f}{r['seam_mean']:>11.4f}{r['inside_max']:>12.4f}{r['inside_mean']:>13.4f}"
               f"{r['late']:>6d}{r['clamps']:>8d}{r['rtt_median_ms']:>10.0f}/{r['rtt_max_ms']:<5.0f}")
     print("(jumps: largest change of any joint between consecutive commands, radians)")
@@ -239,9 +259,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, help="also write a PNG of the jumps")
     parser.add_argument("--real", type=float, default=0.0, help="also run each mode this many real seconds over loopback")
+    parser.add_argument("--tail", type=float, default=0.05, help="share of slow replies in the second simulated table")
     args = parser.parse_args(argv)
 
-    results = {mode: simulated_run(mode, args.minutes, args.seed) for mode in MERGE_MODES}
+    results = {mode: simulated_run(mode, args.minutes, args.seed) for mode in MODES}
     wall = sum(r["wall_s"] for r in results.values())
     print_table(
         f"async control, {HZ:g} Hz, chunks of {HORIZON}, threshold 0.6, policy latency uniform 100-200 ms; "
@@ -250,12 +271,24 @@ def main(argv=None) -> int:
     )
     if args.plot:
         plot(results, args.plot)
+    tailed = {mode: simulated_run(mode, args.minutes, args.seed, args.tail) for mode in MODES}
+    print()
+    print_table(f"the same with {args.tail:.0%} of replies 100-200 ms slower (a slow tail)", tailed)
     if args.real > 0:
-        real = {mode: real_run(mode, args.real, args.seed) for mode in MERGE_MODES}
+        real = {mode: real_run(mode, args.real, args.seed) for mode in MODES}
         print()
         print_table(f"real time over a loopback websocket to the policy server, {args.real:g} s per mode, "
                     "the same policy sleeping 100-200 ms per call", real)
-    return 0 if all(r["underflows"] == 0 for r in results.values()) else 1
+    for label, table in (("uniform latency", results), (f"{args.tail:.0%} slow tail", tailed)):
+        latest, rtc, old = (table[m]["o2a_median"] for m in ("latest", "rtc", "rtc (max delay)"))
+        print(f"observe-to-action, median, {label}: latest {latest:.1f} ticks, rtc {rtc:.1f} ({rtc - latest:+.1f}), "
+              f"rtc with the max delay {old:.1f} ({old - latest:+.1f})")
+    ok = all(r["underflows"] == 0 for r in results.values())
+    latest, rtc = tailed["latest"]["o2a_median"], tailed["rtc"]["o2a_median"]
+    print(f"verdict: underflows {'0 in every mode' if ok else 'NOT 0'} (uniform latency); "
+          f"with a slow tail rtc adds {rtc - latest:+.1f} ticks over latest, "
+          f"{tailed['rtc (max delay)']['o2a_median'] - latest:+.1f} with the max delay")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

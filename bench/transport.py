@@ -1,18 +1,24 @@
 """Transport benchmark: one observation (two 480x640x3 uint8 frames, 6-float state, task text)
-answered by a 50x6 float32 chunk, on loopback. Prints median / p90 / p99 round trip and bytes per
-request for:
+answered by a 50x6 float32 chunk, on loopback. Compares:
 
   tcp floor      plain length-prefixed TCP, no framing or encoding beyond the raw bytes
   openpi         openpi-client's WebsocketClientPolicy against a server that decodes and encodes
                  with openpi-client's msgpack_numpy, configured as openpi's server is
   vla raw        PolicyClient -> `vla serve` (PolicyServer + batcher + model thread), raw frames
-  vla jpeg       the same with JPEG frames (quality 90), encoded by the client, decoded by the server
+  vla jpeg       (with --jpeg) the same with JPEG frames (quality 90)
 
-Each server runs in its own process (this machine has two cores); the transports take turns in
-rounds so that background load hits them alike. Targets (issue 3): vla raw median within 2x of
-the TCP floor and under a third of the openpi round trip.
+Each server and each client runs in its own process (as each would be its own program). The
+variants take turns in blocks of ``--block`` round trips, so that background load on this
+shared machine hits them alike; one run is ``--blocks`` turns of every variant. Every run
+gives a median per variant, and the ratios of the medians; the verdict is the median of each
+ratio over ``--runs`` runs. CPU time per request is measured for every client (its own
+process time) and every server (its /proc utime+stime), which is what the round trip costs
+when the machine is not idle.
 
-    python bench/transport.py [--requests 300] [--rounds 6] [--plot transport.png]
+Targets (issue 13): vla raw / tcp floor <= 2.0 and vla raw / openpi < 0.33, each the median of
+at least 5 interleaved runs.
+
+    python bench/transport.py [--runs 5] [--blocks 6] [--block 40] [--jpeg] [--plot transport.png]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import socket
 import struct
 import sys
@@ -35,8 +42,9 @@ def make_observation(seed: int = 0) -> dict:
     """Two camera frames that look like a scene (so JPEG sizes are realistic), state and task."""
     from vla.builtins import KinematicArmConfig
     from vla.testing.kinematic import KinematicArm
+    from vla_so101_description.description import SO101
 
-    arm = KinematicArm(KinematicArmConfig(cameras={"front": list(FRAME), "wrist": list(FRAME)}))
+    arm = KinematicArm(KinematicArmConfig(cameras={"front": list(FRAME), "wrist": list(FRAME)}), SO101)
     arm.connect()
     arm.act(np.array([0.3, -0.2, 0.4, 0.1, 0.0, 0.5]))
     obs = arm.observe()
@@ -124,6 +132,13 @@ def vla_server(port_queue) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(target) -> tuple[mp.Process, int]:
@@ -231,11 +246,12 @@ def client_main(conn, kind: str, port: int, jpeg_quality: int | None) -> None:
                 client.loop.run_until_complete(client.client.close())
             return
         times = []
+        cpu0 = time.process_time()
         for _ in range(n):
             t0 = time.perf_counter()
             client.round_trip()
             times.append(time.perf_counter() - t0)
-        conn.send(times)
+        conn.send((times, time.process_time() - cpu0))
 
 
 class ClientProcess:
@@ -246,7 +262,8 @@ class ClientProcess:
         self.process.start()
         self.bytes = self.conn.recv()
 
-    def run(self, n: int) -> list[float]:
+    def run(self, n: int) -> tuple[list[float], float]:
+        """``n`` round trips: their times and the client's CPU seconds for them."""
         self.conn.send(n)
         return self.conn.recv()
 
@@ -263,10 +280,31 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     return float(np.median(ms)), float(np.percentile(ms, 90)), float(np.percentile(ms, 99))
 
 
+def one_run(clients, servers, args, progress, task) -> dict:
+    """One interleaved run: per variant its samples and CPU per request (client, server)."""
+    out = {name: {"samples": [], "client_cpu": 0.0, "server_cpu": 0.0} for name in clients}
+    for _ in range(args.blocks):
+        for name, (client, server_pid) in clients.items():
+            before = process_cpu_s(server_pid)
+            times, cpu = client.run(args.block)
+            out[name]["server_cpu"] += process_cpu_s(server_pid) - before
+            out[name]["client_cpu"] += cpu
+            out[name]["samples"].extend(times)
+            progress.advance(task, args.block)
+    n = args.blocks * args.block
+    for stats in out.values():
+        stats["median"] = float(np.median(stats["samples"])) * 1000.0
+        stats["client_cpu_ms"] = stats["client_cpu"] / n * 1000.0
+        stats["server_cpu_ms"] = stats["server_cpu"] / n * 1000.0
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300, help="round trips per transport")
-    parser.add_argument("--rounds", type=int, default=6, help="turns the transports take")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs (the verdict is the median over runs)")
+    parser.add_argument("--blocks", type=int, default=6, help="turns each variant takes per run")
+    parser.add_argument("--block", type=int, default=40, help="round trips per turn")
+    parser.add_argument("--jpeg", action="store_true", help="also measure vla with JPEG frames")
     parser.add_argument("--plot", default=None, help="write a PNG of the latency distributions here")
     args = parser.parse_args(argv)
 
@@ -276,38 +314,51 @@ def main(argv=None) -> int:
 
     console = Console()
     servers = {name: start(target) for name, target in (("tcp", tcp_server), ("openpi", openpi_server), ("vla", vla_server))}
-    # Each client is its own process, as each would be its own program: no shared GIL, and the
-    # openpi client runs with the stock allocator settings it has in real use.
     specs = {
-        "tcp floor": ("tcp", servers["tcp"][1], None),
-        "openpi": ("openpi", servers["openpi"][1], None),
-        "vla raw": ("vla", servers["vla"][1], None),
-        "vla jpeg": ("vla", servers["vla"][1], 90),
+        "tcp floor": ("tcp", None),
+        "openpi": ("openpi", None),
+        "vla raw": ("vla", None),
     }
-    clients = {name: ClientProcess(*spec) for name, spec in specs.items()}
-    samples: dict[str, list[float]] = {name: [] for name in clients}
-    per_round = max(1, args.requests // args.rounds)
-    for client in clients.values():  # warm up connections, caches and allocators
-        client.run(10)
+    if args.jpeg:
+        specs["vla jpeg"] = ("vla", 90)
+    clients = {
+        name: (ClientProcess(kind, servers[kind][1], quality), servers[kind][0].pid) for name, (kind, quality) in specs.items()
+    }
+    for client, _ in clients.values():  # warm up connections, caches and allocators
+        client.run(20)
+    runs = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("round trips", total=per_round * args.rounds * len(clients))
-        for _ in range(args.rounds):
-            for name, client in clients.items():
-                samples[name].extend(client.run(per_round))
-                progress.advance(task, per_round)
+        task = progress.add_task("round trips", total=args.runs * args.blocks * args.block * len(clients))
+        for _ in range(args.runs):
+            runs.append(one_run(clients, servers, args, progress, task))
 
-    stats = {name: percentiles(s) for name, s in samples.items()}
-    table = Table(title=f"loopback round trip, {per_round * args.rounds} requests each: 2x{FRAME} uint8 + state + task -> {HORIZON}x{ACTION_DIM} float32")
-    for column in ("transport", "median ms", "p90 ms", "p99 ms", "bytes/request", "median vs tcp floor"):
+    names = list(clients)
+    per_run = Table(title=f"median round trip (ms) per interleaved run, {args.blocks}x{args.block} requests per variant")
+    per_run.add_column("run", justify="right")
+    for name in names:
+        per_run.add_column(name, justify="right")
+    per_run.add_column("vla/tcp", justify="right")
+    per_run.add_column("vla/openpi", justify="right")
+    floor_ratios, openpi_ratios = [], []
+    for i, run in enumerate(runs, 1):
+        floor_ratios.append(run["vla raw"]["median"] / run["tcp floor"]["median"])
+        openpi_ratios.append(run["vla raw"]["median"] / run["openpi"]["median"])
+        per_run.add_row(str(i), *(f"{run[n]['median']:.3f}" for n in names), f"{floor_ratios[-1]:.2f}", f"{openpi_ratios[-1]:.3f}")
+    console.print(per_run)
+
+    samples = {n: [t for run in runs for t in run[n]["samples"]] for n in names}
+    table = Table(title=f"all runs: 2x{FRAME} uint8 + state + task -> {HORIZON}x{ACTION_DIM} float32, loopback")
+    for column in ("transport", "median ms", "p90 ms", "p99 ms", "client CPU ms/req", "server CPU ms/req", "bytes/request"):
         table.add_column(column, justify="right" if column != "transport" else "left")
-    floor = stats["tcp floor"][0]
-    for name, (median, p90, p99) in stats.items():
-        table.add_row(name, f"{median:.2f}", f"{p90:.2f}", f"{p99:.2f}", f"{clients[name].bytes:,}", f"{median / floor:.2f}x")
+    for name in names:
+        median, p90, p99 = percentiles(samples[name])
+        client_cpu = float(np.median([run[name]["client_cpu_ms"] for run in runs]))
+        server_cpu = float(np.median([run[name]["server_cpu_ms"] for run in runs]))
+        table.add_row(name, f"{median:.3f}", f"{p90:.3f}", f"{p99:.3f}", f"{client_cpu:.3f}", f"{server_cpu:.3f}",
+                      f"{clients[name][0].bytes:,}")
     console.print(table)
-    raw, openpi = stats["vla raw"][0], stats["openpi"][0]
-    ok_floor, ok_openpi = raw <= 2 * floor, raw <= openpi / 3
-    console.print(f"vla raw median / tcp floor median = {raw / floor:.2f} (target <= 2): {'met' if ok_floor else 'NOT met'}")
-    console.print(f"vla raw median / openpi median    = {raw / openpi:.2f} (target <= 0.33): {'met' if ok_openpi else 'NOT met'}")
+    console.print(f"vla/raw-TCP per run: {', '.join(f'{r:.2f}' for r in floor_ratios)}; "
+                  f"vla/openpi per run: {', '.join(f'{r:.3f}' for r in openpi_ratios)}")
 
     if args.plot:
         import matplotlib
@@ -316,17 +367,27 @@ def main(argv=None) -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(8, 4))
-        ax.boxplot([np.asarray(samples[n]) * 1000 for n in clients], tick_labels=list(clients), showfliers=False)
+        ax.boxplot([np.asarray(samples[n]) * 1000 for n in names], tick_labels=names, showfliers=False)
         ax.set_ylabel("round trip (ms)")
         ax.set_title("loopback round trip: two 480x640 frames -> 50x6 chunk")
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
         console.print(f"plot written to {args.plot}")
 
-    for client in clients.values():
+    for client, _ in clients.values():
         client.close()
     for process, _ in servers.values():
         process.terminate()
+
+    floor_ratio, openpi_ratio = float(np.median(floor_ratios)), float(np.median(openpi_ratios))
+    ok_floor, ok_openpi = floor_ratio <= 2.0, openpi_ratio < 0.33
+    verdict = "met" if ok_floor and ok_openpi else "NOT met"
+    console.print(
+        f"verdict (median of {len(runs)} interleaved runs): vla/raw-TCP = {floor_ratio:.2f} (target <= 2.0, "
+        f"{'met' if ok_floor else 'NOT met'}); vla/openpi = {openpi_ratio:.3f} (target < 0.33, "
+        f"{'met' if ok_openpi else 'NOT met'}): {verdict}",
+        soft_wrap=True,
+    )
     return 0
 
 

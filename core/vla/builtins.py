@@ -1,9 +1,10 @@
-"""Components that ship with core: a kinematic test arm and test policies.
+"""Components that ship with core: a test policy, and the config of the kinematic test arm.
 
-They let `vla run` and `vla serve` be tried, and tested, with no robot plugin installed:
-`vla serve --policy timed` and `vla run --robot kinematic`. Their config classes live here,
-beside the registrations, because this module is imported on every `vla plugins list` and
-must not import numpy; the implementations are in ``vla.testing``.
+`vla serve --policy timed` serves a stand-in for a GPU model with no policy plugin installed.
+The kinematic test arm (``vla.testing.kinematic``) is built from a robot description, so a
+robot's description package registers it (the SO-101's is `vla run --robot kinematic`). Config
+classes live here because this module is imported on every `vla plugins list` and must not
+import numpy; the implementations are in ``vla.testing``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import attrs
 
 from vla import hookimpl
-from vla.specs import PolicySpec, RobotSpec
+from vla.specs import PolicySpec
 
 # Camera contract shared by the test arm and the test policy, so that they fit together.
 TEST_CAMERAS = {"front": [240, 320, 3], "wrist": [240, 320, 3]}
@@ -47,24 +48,12 @@ class TimedPolicyConfig:
 
 @attrs.define
 class KinematicArmConfig:
-    """An SO-101 without physics: commanded joints are reached at once (or at a speed limit)."""
+    """An arm without physics: commanded joints are reached at once (or at a speed limit)."""
 
     control_hz: float = 30.0
     cameras: dict[str, list[int]] = attrs.field(factory=_cameras)
-    initial_q: list[float] = attrs.field(factory=lambda: [0.0] * 6)
+    initial_q: list[float] | None = None  # radians, joint order; None: every joint at zero
     max_joint_speed: float | None = None  # rad/s; None: a command is reached within the tick
-
-
-@hookimpl
-def register_robots(register):
-    register(
-        RobotSpec(
-            name="kinematic",
-            description="Test SO-101 arm: kinematics only, synthetic camera images, no hardware.",
-            factory="vla.testing.kinematic:KinematicArm",
-            config=KinematicArmConfig,
-        )
-    )
 
 
 @hookimpl

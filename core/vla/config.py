@@ -4,8 +4,12 @@ Precedence, lowest first: class defaults, the YAML file, a `.env` file beside it
 working directory), the process environment. Every value remembers where it came from, so
 `vla config show` can say why a setting has the value it has.
 
-A wrong key or type is a ``ConfigError`` naming the file, the key and what was expected;
-the CLI turns it into exit code 2.
+One cattrs converter (``structure``) turns plain data into attrs classes for every file vla
+reads: the lab config, arm files, safety files, plugin configs and rule files. It is strict:
+an unknown key, a wrong type, or a value a class's validator refuses is a ``ConfigError``
+naming the file, the dotted key and what is allowed, and the CLI turns it into exit code 2.
+Values are checked where they are loaded, so `vla config show`, `vla doctor` and every
+command fail the same way on the same file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +32,65 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {key}: {problem}")
 
 
+# ------------------------------------------------------------------- validators
+# Each raises ValueError with what is allowed; the converter adds the file and the key.
+
+
+def _positive(_inst, attribute, value):
+    if value is not None and not value > 0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+
+
+def _at_least_one(_inst, attribute, value):
+    if value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+
+
+def _share(_inst, attribute, value):
+    if not 0 < value <= 1:
+        raise ValueError(f"expected a number in (0, 1] (a share of a chunk), got {value!r}")
+
+
+def _port(_inst, attribute, value):
+    if not 0 < value < 65536:
+        raise ValueError(f"expected a TCP port 1-65535, got {value!r}")
+
+
+def _jpeg_quality(_inst, attribute, value):
+    if value is not None and not 1 <= value <= 100:
+        raise ValueError(f"expected null (raw frames) or a JPEG quality 1-100, got {value!r}")
+
+
+def _merge_mode(_inst, attribute, value):
+    from vla.client.queue import MERGE_MODES
+
+    if value not in MERGE_MODES:
+        raise ValueError(f"expected one of {', '.join(MERGE_MODES)}, got {value!r}")
+
+
+def _url(*schemes: str):
+    def check(_inst, attribute, value):
+        if value is not None and not value.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL, got {value!r}")
+
+    return check
+
+
+def _xyz(_inst, attribute, value):
+    if len(value) != 3:
+        raise ValueError(f"expected three numbers [x, y, z] in metres, got {value!r}")
+
+
 # ---------------------------------------------------------------------------- schema
 
 
 @attrs.define
 class PolicyServerConfig:
     host: str = "localhost"
-    port: int = 8080
-    url: str | None = None  # wins over host and port when set
+    port: int = attrs.field(default=8080, validator=_port)
+    url: str | None = attrs.field(default=None, validator=_url("ws", "wss"))  # wins over host and port
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for wss:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"ws://{self.host}:{self.port}"
@@ -44,9 +99,10 @@ class PolicyServerConfig:
 @attrs.define
 class RewarderServerConfig:
     host: str = "localhost"
-    port: int = 18080
-    url: str | None = None
+    port: int = attrs.field(default=18080, validator=_port)
+    url: str | None = attrs.field(default=None, validator=_url("http", "https"))
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA for https:// (default: the system's CA store); relative to vla.yaml
 
     def resolved_url(self) -> str:
         return self.url or f"http://{self.host}:{self.port}"
@@ -56,13 +112,13 @@ class RewarderServerConfig:
 class ClientConfig:
     """How `vla run` consumes action chunks. Defaults follow the seed plan's starting points."""
 
-    actions_per_chunk: int = 40
-    chunk_size_threshold: float = 0.6
-    merge: str = "rtc"  # latest | weighted_average | rtc
-    control_hz: float | None = None  # None: the robot's own rate
-    jpeg_quality: int | None = None  # None: raw frames; 1-100: JPEG per camera
-    connect_timeout_s: float = 5.0
-    reconnect_max_backoff_s: float = 2.0
+    actions_per_chunk: int = attrs.field(default=40, validator=_at_least_one)
+    chunk_size_threshold: float = attrs.field(default=0.6, validator=_share)
+    merge: str = attrs.field(default="rtc", validator=_merge_mode)  # latest | weighted_average | rtc
+    control_hz: float | None = attrs.field(default=None, validator=_positive)  # None: the robot's own rate
+    jpeg_quality: int | None = attrs.field(default=None, validator=_jpeg_quality)  # None: raw frames
+    connect_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    reconnect_max_backoff_s: float = attrs.field(default=2.0, validator=_positive)
 
 
 @attrs.define
@@ -74,8 +130,8 @@ class DeployConfig:
     rewarder: str | None = None
     trainer: str | None = None
     model_cache_volume: str = "vla-model-cache"
-    policy_port: int = 8080
-    rewarder_port: int = 18080
+    policy_port: int = attrs.field(default=8080, validator=_port)
+    rewarder_port: int = attrs.field(default=18080, validator=_port)
     gpus: str = "all"  # "all" or comma-separated device ids
     bind_address: str = "0.0.0.0"  # host address the service ports are published on
 
@@ -108,55 +164,50 @@ class LabConfig:
 class ArmConfig:
     """One arm's file: which robot plugin drives it, that plugin's settings, and its safety file."""
 
-    robot: str = "so101"
-    config: dict = attrs.field(factory=dict)
-    safety: str | None = None  # relative to this file
+    robot: str
+    config: dict = attrs.field(factory=dict)  # checked against the robot plugin's config class
+    safety: str | None = None  # relative to this file; None: the robot description's defaults
+
+
+def _limit_order(inst, attribute, value):
+    if value < inst.min:
+        raise ValueError(f"expected max >= min ({inst.min}), got {value!r}")
 
 
 @attrs.define
 class JointLimit:
     min: float  # radians
-    max: float  # radians
-    max_step: float = 0.2  # largest change commanded in one control tick, radians
+    max: float = attrs.field(validator=_limit_order)  # radians
+    max_step: float = attrs.field(default=0.2, validator=_positive)  # largest change in one tick, radians
 
 
 @attrs.define
 class GripperLimit:
-    joint: str = "gripper"
-    min: float = -0.174533
-    max: float = 1.74533
+    joint: str
+    min: float  # radians
+    max: float = attrs.field(validator=_limit_order)
 
 
 @attrs.define
 class WorkspaceBox:
     """Where the tool point may go, in metres in the robot's base frame (checked by forward kinematics)."""
 
-    min: list[float] = attrs.field(factory=lambda: [-0.15, -0.45, 0.0])
-    max: list[float] = attrs.field(factory=lambda: [0.50, 0.45, 0.45])
+    min: list[float] = attrs.field(validator=_xyz)
+    max: list[float] = attrs.field(validator=_xyz)
+
+    def __attrs_post_init__(self):
+        if any(lo > hi for lo, hi in zip(self.min, self.max)):
+            raise ValueError(f"expected min <= max on every axis, got min {self.min} and max {self.max}")
 
 
 @attrs.define
 class SafetyConfig:
-    """A safety limits file (`vla init` writes one for the SO-101). Joints are in command order."""
+    """A safety limits file (`vla init` writes one from the robot's description). Joints are in
+    command order; a file without ``gripper`` or ``workspace`` skips that check."""
 
     joints: dict[str, JointLimit] = attrs.field(factory=dict)
-    gripper: GripperLimit | None = attrs.field(factory=GripperLimit)
-    workspace: WorkspaceBox | None = attrs.field(factory=WorkspaceBox)
-
-
-# SO-101 joint limits (rad) from TheRobotStudio's so101_new_calib.urdf; zero is mid-range.
-SO101_JOINT_LIMITS: dict[str, tuple[float, float]] = {
-    "shoulder_pan": (-1.91986, 1.91986),
-    "shoulder_lift": (-1.74533, 1.74533),
-    "elbow_flex": (-1.69, 1.69),
-    "wrist_flex": (-1.65806, 1.65806),
-    "wrist_roll": (-2.79253, 2.79253),
-    "gripper": (-0.174533, 1.74533),
-}
-
-
-def so101_safety() -> SafetyConfig:
-    return SafetyConfig(joints={n: JointLimit(lo, hi) for n, (lo, hi) in SO101_JOINT_LIMITS.items()})
+    gripper: GripperLimit | None = None
+    workspace: WorkspaceBox | None = None
 
 
 def load_safety(path: str | os.PathLike) -> SafetyConfig:
@@ -179,120 +230,297 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "LOG_DIR": ("log_dir",),
     "VLA_API_KEY": ("policy_server.api_key", "rewarder.api_key"),
 }
+# The arm a script means when it gives no --arm (the lab's scripts export it per arm host).
+ARM_ENV = "ARM_ID"
 
 
-# ----------------------------------------------------------------- strict structuring
+# -------------------------------------------------------------------- the converter
+
+
+class _Problem(Exception):
+    """A value the converter refuses. ``key`` is relative to where it was raised ("" for the value)."""
+
+    def __init__(self, problem: str, key: str = ""):
+        self.problem, self.key = problem, key
+        super().__init__(problem)
 
 
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    if _is_union(tp):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    origin = typing.get_origin(tp)
     if origin is not None:
         return {list: "a list", dict: "a mapping", tuple: "a list"}.get(origin, str(tp))
-    if attrs.has(tp):
+    if isinstance(tp, type) and attrs.has(tp):
         return "a mapping"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, tp.__name__)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping", list: "a list"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _coerce_scalar(tp: type, value: Any, from_text: bool) -> Any:
-    """Convert ``value`` to ``tp`` or raise TypeError. Text from the environment may be parsed."""
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if from_text and isinstance(value, str):
-            try:
+def _shape_fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is a container of the kind ``tp`` wants (so ``tp``'s error is the one to show)."""
+    origin = typing.get_origin(tp)
+    if (isinstance(tp, type) and attrs.has(tp)) or tp is dict or origin is dict:
+        return isinstance(value, Mapping)
+    if tp in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return False
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _scalar_hook(tp: type, from_text: bool):
+    """Strict scalars: YAML's types as they are (no "8080" for a port, no true for a number).
+    Text from the environment is parsed."""
+
+    def structure(value, _tp):
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if from_text and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+                return value.lower() in _TRUE
+        elif tp is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if from_text and isinstance(value, str):
+                try:
+                    return int(value)
+                except ValueError:
+                    pass
+        elif tp is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is type(None):
-        if value is None or (from_text and value == ""):
+            if from_text and isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+        elif tp is str:
+            if isinstance(value, str):
+                return value
+        raise _Problem(f"expected {_type_name(tp)}, got {value!r}")
+
+    return structure
+
+
+def _make_converter(from_text: bool):
+    import cattrs
+    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory, mapping_structure_factory
+    from cattrs.errors import ClassValidationError
+    from cattrs.gen import make_dict_structure_fn, make_hetero_tuple_structure_fn
+
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    for tp in (bool, int, float, str):
+        conv.register_structure_hook(tp, _scalar_hook(tp, from_text))
+
+    def union(value, tp):
+        args = typing.get_args(tp)
+        if type(None) in args and (value is None or (from_text and value == "")):
             return None
-    elif tp is Any:
-        return value
-    raise TypeError
+        fitting = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return conv.structure(value, arg)
+            except Exception as exc:  # noqa: BLE001 - the next member may fit
+                if _shape_fits(value, arg):  # a mapping for a class, say: its own error says more
+                    fitting.append(exc)
+        if len(fitting) == 1:
+            raise fitting[0]
+        raise _Problem(f"expected {_type_name(tp)}, got {value!r}")
+
+    conv.register_structure_hook_func(_is_union, union)
+
+    def plain(kind: type):
+        def structure(value, _tp):
+            if not isinstance(value, kind):
+                raise _Problem(f"expected {_type_name(kind)}, got {value!r}")
+            return value
+
+        return structure
+
+    conv.register_structure_hook(dict, plain(dict))
+    conv.register_structure_hook(list, plain(list))
+
+    def mapping_factory(tp):
+        inner = mapping_structure_factory(tp, conv)
+        key_type = (typing.get_args(tp) or (Any,))[0]
+
+        def structure(value, _tp):
+            if not isinstance(value, Mapping):
+                raise _Problem(f"expected a mapping, got {value!r}")
+            if key_type is str:  # YAML reads `01:` or `2:` as numbers; keys are names here
+                value = {str(k): v for k, v in value.items()}
+            return inner(value, tp)
+
+        return structure
+
+    conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is dict, mapping_factory)
+
+    def sequence_factory(tp):
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is list:
+            inner, length = list_structure_factory(tp, conv), None
+        elif len(args) == 2 and args[1] is Ellipsis:
+            inner, length = homogenous_tuple_structure_factory(tp, conv), None
+        else:
+            inner, length = make_hetero_tuple_structure_fn(tp, conv), len(args)
+
+        def structure(value, _tp):
+            if not isinstance(value, (list, tuple)):
+                raise _Problem(f"expected a list, got {value!r}")
+            if length is not None and len(value) != length:
+                raise _Problem(f"expected a list of {length} items, got {value!r}")
+            return inner(value, tp)
+
+        return structure
+
+    conv.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in (list, tuple), sequence_factory)
+
+    def attrs_factory(cls):
+        inner = make_dict_structure_fn(cls, conv)
+        aliases: dict[str, str] = getattr(cls, "config_aliases", {}) or {}
+        fields = attrs.fields(cls)
+
+        def structure(value, _cls):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise _Problem(f"expected a mapping, got {value!r}")
+            if aliases:
+                value = dict(value)
+                for old, new in aliases.items():
+                    if old in value:
+                        if new in value:
+                            raise _Problem(f"give {new} or {old} (the same setting), not both", old)
+                        value[new] = value.pop(old)
+            try:
+                return inner(value, cls)
+            except ClassValidationError as exc:
+                with_notes, without = exc.group_exceptions()
+                refused = [e for e in without if not isinstance(e, cattrs.ForbiddenExtraKeysError)]
+                if with_notes or not refused:
+                    raise
+                # the class's own validators refused the values: find which field
+                raise _validator_problem(conv, fields, value, refused[0]) from None
+
+        return structure
+
+    conv.register_structure_hook_factory(lambda tp: isinstance(tp, type) and attrs.has(tp), attrs_factory)
+    return conv
+
+
+def _validator_problem(conv, fields, value: Mapping, error: Exception) -> _Problem:
+    """Which field's validator refused ``value``: each validator is run again on its own, with
+    the other fields' values at hand (some compare fields), so the error can name the key."""
+    import types
+
+    values: dict[str, Any] = {}
+    for field in fields:
+        try:
+            if field.name in value:
+                values[field.name] = conv.structure(value[field.name], field.type)
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                values[field.name] = field.default.factory()
+            elif field.default is not attrs.NOTHING:
+                values[field.name] = field.default
+        except Exception:  # noqa: BLE001 - structuring succeeded before; leave this one out
+            pass
+    inst = types.SimpleNamespace(**values)
+    for field in fields:
+        if field.validator is None or field.name not in value or field.name not in values:
+            continue
+        try:
+            field.validator(inst, field, values[field.name])
+        except Exception as exc:  # noqa: BLE001 - any refusal names this field
+            return _Problem(_strip_name(str(exc), field.name), field.name)
+    return _Problem(str(error))
+
+
+def _strip_name(message: str, name: str) -> str:
+    for prefix in (f"{name}: ", f"{name} "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def _error_path(exc: BaseException) -> tuple[list[str], str]:
+    """(key parts, problem) of the first failure inside a cattrs error; ([], ...) at the top."""
+    from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+    parts: list[str] = []
+    while True:
+        if isinstance(exc, BaseValidationError):
+            with_notes, without = exc.group_exceptions()
+            if with_notes:
+                sub, note = with_notes[0]
+                if hasattr(note, "name"):
+                    parts.append(str(note.name))
+                else:
+                    cl = getattr(exc, "cl", None)
+                    mapping = cl is dict or typing.get_origin(cl) is dict or isinstance(note.index, str)
+                    parts.append(str(note.index) if mapping else f"[{note.index}]")
+                exc = sub
+                continue
+            if without:
+                exc = without[0]
+                continue
+            return parts, str(exc)
+        if isinstance(exc, ForbiddenExtraKeysError):
+            extra = sorted(map(str, exc.extra_fields))
+            known = ", ".join(f.name for f in attrs.fields(exc.cl)) if attrs.has(exc.cl) else ""
+            return parts + [extra[0]], f"unknown key (expected one of: {known})"
+        if isinstance(exc, _Problem):
+            return parts + ([exc.key] if exc.key else []), exc.problem
+        if isinstance(exc, KeyError) and parts:
+            return parts, "required key missing"
+        if isinstance(exc, IterableValidationError):
+            return parts, str(exc)
+        return parts, str(exc) if str(exc) else type(exc).__name__
+
+
+def _join(prefix: str, parts: list[str]) -> str:
+    key = prefix
+    for part in parts:
+        key = key + part if part.startswith("[") or not key else f"{key}.{part}"
+    return key
+
+
+_converters: dict[bool, Any] = {}
+
+
+def converter(from_text: bool = False):
+    """The converter (built once; cattrs is imported on first use). ``from_text`` parses strings
+    from the environment into numbers and booleans."""
+    if from_text not in _converters:
+        _converters[from_text] = _make_converter(from_text)
+    return _converters[from_text]
 
 
 def structure(cls: type, data: Any, source: str, prefix: str = "", from_text: bool = False) -> Any:
-    """Build an instance of the attrs class ``cls`` from plain data, refusing unknown keys."""
-    return _structure_value(cls, data, source, prefix, from_text)
+    """An instance of ``cls`` (an attrs class, or any type the converter knows) from plain data.
 
-
-def _structure_value(tp: Any, value: Any, source: str, key: str, from_text: bool) -> Any:
-    if isinstance(tp, str):
-        raise RuntimeError(f"unresolved annotation {tp!r}")
-    origin = typing.get_origin(tp)
-    if attrs.has(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(source, key or "(top level)", f"expected a mapping, got {value!r}")
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in attrs.fields(tp)}
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            where = f"{key}.{unknown[0]}" if key else str(unknown[0])
-            raise ConfigError(source, where, f"unknown key (expected one of: {', '.join(fields)})")
-        kwargs = {
-            name: _structure_value(hints[name], v, source, f"{key}.{name}" if key else name, from_text)
-            for name, v in value.items()
-        }
-        return tp(**kwargs)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        candidates = [a for a in args if a is not type(None)]
-        errors = []
-        for arg in candidates:
-            try:
-                return _structure_value(arg, value, source, key, from_text)
-            except ConfigError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]  # keeps the deeper key of a nested mistake
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(source, key, f"expected a mapping, got {value!r}")
-        _, vt = typing.get_args(tp) or (str, Any)
-        return {str(k): _structure_value(vt, v, source, f"{key}.{k}", from_text) for k, v in value.items()}
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(source, key, f"expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        et = args[0] if args else Any
-        items = [_structure_value(et, v, source, f"{key}[{i}]", from_text) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if tp in (dict, list):
-        if not isinstance(value, tp):
-            raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
-        return value
+    Unknown keys, wrong types and values the class's validators refuse raise ``ConfigError``
+    naming ``source`` and the dotted key under ``prefix``. A class may accept another name for
+    a key with ``config_aliases: ClassVar[dict[str, str]] = {"old": "new"}`` (LeRobot's names
+    beside vla's, say); validators raise ``ValueError`` saying what is allowed."""
     try:
-        return _coerce_scalar(tp, value, from_text)
-    except TypeError:
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}") from None
+        return converter(from_text).structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - every refusal becomes a ConfigError
+        if isinstance(exc, ConfigError):
+            raise
+        parts, problem = _error_path(exc)
+        raise ConfigError(source, _join(prefix, parts) or "(top level)", problem) from None
 
 
 def unstructure(obj: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for YAML or JSON."""
     return attrs.asdict(obj, recurse=True) if attrs.has(type(obj)) else obj
 
 
@@ -330,9 +558,10 @@ def find_config_path(explicit: str | os.PathLike | None = None) -> Path | None:
     return local if local.is_file() else None
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: str | os.PathLike) -> Any:
     import yaml
 
+    path = Path(path)
     try:
         return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

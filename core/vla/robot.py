@@ -45,3 +45,6 @@ class EpisodicRobot(Robot, Protocol):
     def reset(self, task: str, seed: int | None = None) -> None: ...
 
     def success(self) -> bool: ...
+
+    # Optional: ``max_episode_s`` (the task's time limit) and ``timed_out()`` (whether it has
+    # passed in the robot's own time), which ends an episode when no length is given.

@@ -99,6 +99,10 @@ class HealthCheck:
     retries: int = attrs.field(default=3, validator=_non_negative_int)
     # Model loading can take minutes; a short start period marks a loading server unhealthy.
     start_period_s: float = attrs.field(default=120.0, validator=_positive_number)
+    # Set by ``http()``: the port and path the command asks, so that a Kubernetes probe can be
+    # an httpGet built from the same spec.
+    http_port: int | None = attrs.field(default=None, validator=_port)
+    http_path: str | None = None
 
     @classmethod
     def http(cls, port: int, path: str = "/healthz", **kwargs) -> HealthCheck:
@@ -107,7 +111,12 @@ class HealthCheck:
             "import sys,urllib.request;"
             f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=4).status==200 else 1)"
         )
-        return cls(command=("python3", "-c", code), **kwargs)
+        return cls(command=("python3", "-c", code), http_port=port, http_path=path, **kwargs)
+
+    @property
+    def wait_s(self) -> float:
+        """How long a service may take to become healthy: its start period, then its retries."""
+        return self.start_period_s + (self.retries + 1) * (self.interval_s + self.timeout_s)
 
 
 @attrs.frozen
@@ -130,6 +139,15 @@ class ServiceSpec:
     ipc_host: bool = False
     # Whether the service is reachable from the arms (policy, rewarder) or internal (vLLM).
     public: bool = True
+    # The share of one GPU's memory the service takes (vLLM's --gpu-memory-utilization, JAX's
+    # XLA_PYTHON_CLIENT_MEM_FRACTION); None when it allocates as it goes. `vla up` warns when
+    # services that share a GPU add up to more than all of it.
+    gpu_memory_fraction: float | None = attrs.field(default=None)
+
+    @gpu_memory_fraction.validator
+    def _check_fraction(self, attribute, value):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1):
+            raise SpecError(f"field {attribute.name!r}: expected a share of one GPU in (0, 1] or None, got {value!r}")
 
 
 @attrs.frozen
@@ -171,14 +189,46 @@ class ComponentSpec:
         return factory(config, **kwargs) if self.config is not None else factory(**kwargs)
 
 
+def _optional_import_path(inst, attribute, value):
+    if value is not None:
+        _import_path(inst, attribute, value)
+
+
 @attrs.frozen
 class RobotSpec(ComponentSpec):
     kind: ClassVar[str] = "robots"
 
+    # The arm's joints, limits, gripper and kinematics: a ``vla.description.RobotDescription``
+    # named by import path, imported only when something asks (see load_description).
+    robot_description: str | None = attrs.field(default=None, validator=_optional_import_path)
+    # ``(arm_id: str) -> str``: the YAML of an arm file's ``config:`` mapping, with comments,
+    # for `vla init --robot NAME`. Without it `vla init` writes the config class's defaults.
+    starter_config: str | None = attrs.field(default=None, validator=_optional_import_path)
 
-def _optional_import_path(inst, attribute, value):
-    if value is not None:
-        _import_path(inst, attribute, value)
+    def load_description(self):
+        from vla.description import NoDescription, RobotDescription
+
+        if self.robot_description is None:
+            raise NoDescription(f"robot {self.name!r} declares no robot description (RobotSpec.robot_description)")
+        description = resolve_import_path(self.robot_description)
+        if not isinstance(description, RobotDescription):
+            raise SpecError(
+                f"robot {self.name!r}: robot_description {self.robot_description!r} is a "
+                f"{type(description).__name__}, not a vla.description.RobotDescription"
+            )
+        return description
+
+    def starter_arm_config(self, arm_id: str) -> str:
+        """The ``config:`` mapping of a new arm file for this robot, as YAML text."""
+        if self.starter_config is not None:
+            return str(resolve_import_path(self.starter_config)(arm_id))
+        if self.config is None:
+            return "{}\n"
+        import yaml
+
+        from vla.config import unstructure
+
+        return yaml.safe_dump(unstructure(self.config()), sort_keys=False)
 
 
 @attrs.frozen

@@ -12,9 +12,9 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import wait_connected
 from vla.client.simlink import SimulatedLink
 from vla.client.ticklog import TickLog
-from vla.config import so101_safety
-from vla.policy import PolicyInfo
+from vla.testing.policies import ChunkList
 from vla.testing.kinematic import KinematicArm
+from vla_so101_description.description import SO101
 
 
 def make_arm(cameras=None, initial_q=None, control_hz=30.0) -> KinematicArm:
@@ -23,38 +23,11 @@ def make_arm(cameras=None, initial_q=None, control_hz=30.0) -> KinematicArm:
             control_hz=control_hz,
             cameras={} if cameras is None else cameras,
             initial_q=[0.0] * 6 if initial_q is None else list(initial_q),
-        )
+        ),
+        SO101,
     )
     arm.connect()
     return arm
-
-
-class ChunkList:
-    """A PolicyBackend that answers the chunks it was given, in turn (whatever they are)."""
-
-    def __init__(self, chunks, horizon=10, supports_rtc=True):
-        self.chunks = list(chunks)
-        self.horizon = horizon
-        self.supports_rtc = supports_rtc
-        self.seen: list[dict] = []
-        self._i = 0
-
-    def info(self):
-        return PolicyInfo("chunks", (), 6, 6, self.horizon, supports_rtc=self.supports_rtc)
-
-    def warmup(self):
-        pass
-
-    def reset(self):
-        pass
-
-    def infer(self, batch):
-        out = []
-        for obs in batch:
-            self.seen.append(obs)
-            out.append(self.chunks[self._i % len(self.chunks)])
-            self._i += 1
-        return out
 
 
 class SimRig:
@@ -64,7 +37,7 @@ class SimRig:
                  arm=None, safety=None, hz=30.0, metadata=None):
         self.clock = SimulatedClock(100.0)
         self.arm = arm or make_arm(control_hz=hz)
-        self.safety = safety or SafetyLayer(so101_safety(), self.arm.joint_names, self.arm.forward_kinematics)
+        self.safety = safety or SafetyLayer(SO101.default_safety(), self.arm.joint_names, self.arm.forward_kinematics)
         self.log = TickLog(None, t0=self.clock.now())
         self.log.records = []
         self.settings = ControlSettings(hz, actions_per_chunk=actions_per_chunk, chunk_size_threshold=threshold,

@@ -68,7 +68,7 @@ def test_the_arm_file_picks_robot_rate_and_safety_limits(policy_server, tmp_path
 def test_a_safety_file_that_misses_a_joint_is_refused_by_name(tmp_path):
     lab = make_lab(tmp_path, TIGHT_SAFETY.replace("  elbow_flex: {min: -1.6, max: 1.6, max_step: 0.2}\n", ""))
     result = vla("run", "--arm", "bench-arm", "--task", "wave", "--policy-url", "ws://127.0.0.1:9", cwd=lab)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, found before anything connects
     assert "tight.yaml" in result.stderr and "elbow_flex" in result.stderr
 
 
@@ -82,7 +82,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path, free_port):
 
 def test_an_unknown_robot_is_a_clear_error(tmp_path):
     result = vla("run", "--robot", "no-such-arm", "--task", "wave", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no robot named 'no-such-arm'" in result.stderr
 
 
@@ -94,3 +94,58 @@ def test_the_api_key_comes_from_the_environment(policy_server, tmp_path):
     assert refused.returncode == 1 and "unauthorized" in refused.stderr
     accepted = vla(*args, cwd=lab, env={"VLA_API_KEY": "s3cret"})
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_an_unknown_arm_is_an_error_whatever_else_is_given(tmp_path):
+    lab = make_lab(tmp_path)
+    for args in (("--arm", "arm99"), ("--arm", "arm99", "--robot", "kinematic"),
+                 ("--arm", "arm99", "--robot", "kinematic", "--safety", str(lab / "safety" / "tight.yaml"))):
+        result = vla("run", *args, "--task", "wave", "--policy-url", "ws://127.0.0.1:9", cwd=lab)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "arms.arm99: no such arm (known: bench-arm)" in result.stderr, result.stderr
+    result = vla("run", "--task", "wave", "--robot", "kinematic", cwd=lab, env={"ARM_ID": "arm99"})
+    assert result.returncode == 2 and "arm99" in result.stderr
+
+
+def test_arm_id_from_the_environment_selects_the_arm_and_its_safety_file(policy_server, tmp_path):
+    """Lab scripts export ARM_ID on each arm's computer; `vla run` then needs no --arm."""
+    lab = make_lab(tmp_path)
+    server = policy_server(TimedPolicy(TimedPolicyConfig(horizon=40, step=0.01)))
+    result = vla("run", "--task", "wave", "--policy-url", server.url, "--duration", "0.5", cwd=lab,
+                 env={"ARM_ID": "bench-arm"})
+    assert result.returncode == 0, result.stderr
+    header = next(read_log(next((lab / "logs").glob("run_*.jsonl"))))
+    assert header["arm"] == "bench-arm" and header["safety"].endswith("tight.yaml") and header["control_hz"] == 20
+
+
+def test_a_robot_that_disagrees_with_the_arm_file_is_refused(tmp_path):
+    lab = make_lab(tmp_path)
+    result = vla("run", "--arm", "bench-arm", "--robot", "sim", "--task", "wave", cwd=lab)
+    assert result.returncode == 2
+    assert "says robot 'kinematic', not 'sim'" in result.stderr
+
+
+def test_a_bad_client_setting_is_refused_before_anything_starts(tmp_path):
+    lab = make_lab(tmp_path)
+    (lab / "vla.yaml").write_text((lab / "vla.yaml").read_text().replace("merge: latest", "merge: rtcc"))
+    for command in (("run", "--arm", "bench-arm", "--task", "wave"), ("config", "show"), ("doctor", "--no-network"),
+                    ("eval", "--robot", "kinematic", "--task", "wave")):
+        result = vla(*command, cwd=lab)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "vla.yaml: client.merge: expected one of latest, weighted_average, rtc, got 'rtcc'" in result.stderr, command
+
+
+def test_a_run_whose_requests_all_fail_exits_1_with_the_servers_message_and_report_counts_them(policy_server, tmp_path):
+    import json
+
+    lab = make_lab(tmp_path)
+    server = policy_server(TimedPolicy(TimedPolicyConfig(horizon=40, fail_task="wave")))
+    result = vla("run", "--arm", "bench-arm", "--task", "wave", "--policy-url", server.url, "--duration", "30", cwd=lab)
+    assert result.returncode == 1, result.stderr
+    assert "refused all 10 requests so far" in result.stderr and "on purpose" in result.stderr, result.stderr
+    assert "10 of 10 requests failed" in result.stdout and "errors" in result.stdout
+    log = next((lab / "logs").glob("run_*.jsonl"))
+    report = vla("report", str(log), cwd=lab)
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout[: report.stdout.rindex("}") + 1])
+    assert summary["errors"] == 10 and summary["most_common_error"] and "on purpose" in summary["most_common_error_message"]

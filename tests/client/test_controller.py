@@ -60,8 +60,8 @@ def test_other_modes_send_no_rtc_fields_and_use_the_reply_from_the_next_tick(sim
 
 def test_a_dry_queue_holds_the_last_command_and_counts_underflows(sim_rig, chunk_list):
     start = np.zeros((10, 6)) + 0.01 * np.arange(1, 11)[:, None]
-    # threshold 0: ask only when the queue is empty, with 300 ms latency: ~9 ticks dry per chunk
-    rig = sim_rig(chunk_list([start]), merge="latest", latency_s=0.3, actions_per_chunk=10, threshold=0.0)
+    # threshold 0.01 of 10: ask only when the queue is empty, with 300 ms latency: ~9 ticks dry per chunk
+    rig = sim_rig(chunk_list([start]), merge="latest", latency_s=0.3, actions_per_chunk=10, threshold=0.01)
     rig.run(2.0)
     ticks = rig.records("tick")
     under = [r for r in ticks if r["underflow"]]
@@ -164,7 +164,7 @@ def test_a_target_whose_deadline_passes_while_it_is_checked_is_not_sent(sim_rig,
     """Safety checks that overrun the tick (here a forward kinematics that takes 40 ms at 30 Hz)
     turn the tick into a hold instead of a late command."""
     from vla.client.safety import SafetyLayer
-    from vla.config import so101_safety
+    from vla_so101_description.description import SO101
 
     arm = arm_factory()
     box = {}
@@ -173,7 +173,7 @@ def test_a_target_whose_deadline_passes_while_it_is_checked_is_not_sent(sim_rig,
         box["rig"].clock.advance(0.040)
         return arm.forward_kinematics(q)
 
-    safety = SafetyLayer(so101_safety(), arm.joint_names, slow_fk)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, slow_fk)
     chunks = [0.001 * np.arange(1, 41)[:, None] * np.ones((40, 6))]
     box["rig"] = rig = sim_rig(chunk_list(chunks, horizon=40), merge="latest", latency_s=0.05, arm=arm, safety=safety)
     rig.run(1.0)
@@ -184,3 +184,15 @@ def test_a_target_whose_deadline_passes_while_it_is_checked_is_not_sent(sim_rig,
     assert not [r for r in ticks if not r["hold"]]  # every target came too late: none was sent
     commands = {tuple(q) for _, q in arm.commands}
     assert commands == {(0.0,) * 6}
+
+
+def test_the_rtc_delay_estimate_takes_a_high_percentile_not_the_slowest_reply(sim_rig, chunk_list):
+    rig = sim_rig(chunk_list([np.zeros((40, 6), np.float32)], horizon=40), merge="rtc")
+    controller = rig.controller
+    dt = controller.dt
+    # nineteen replies after 4 tick periods and one after 12: the slow one must not size every prefix
+    controller.delays.clear()
+    controller.delays.extend([4 * dt] * 19 + [12 * dt])
+    assert controller.estimate_delay() == 3  # ceil(4) - 1, where the maximum would say 11
+    controller.delays.extend([12 * dt] * 4)  # slow replies become common: the estimate follows them
+    assert controller.estimate_delay() == 11

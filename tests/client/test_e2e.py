@@ -26,7 +26,7 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import run_episodes, wait_connected
 from vla.client.ticklog import TickLog, read_log
 from vla.client.worker import InferenceWorker
-from vla.config import so101_safety
+from vla_so101_description.description import SO101
 from vla.testing.policies import TimedPolicy
 
 VLA = str(Path(sys.executable).parent / "vla")
@@ -35,7 +35,7 @@ PERIOD = 1 / 30
 
 def run_client(url, merge, seconds, arm, max_backoff_s=2.0, log_path=None, jpeg_quality=None):
     clock = RealClock()
-    safety = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    safety = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     log = TickLog(log_path, t0=clock.now())
     log.records = []
     controller = Controller(arm, safety, ControlSettings(30.0, merge=merge), clock, log, task="e2e", session="t")
@@ -75,7 +75,7 @@ def test_server_client_and_arm_over_loopback(policy_server, arm_factory, merge):
     if merge == "rtc":
         assert all(c["delay"] >= 1 for c in chunks[1:])
         assert max(c["discontinuity"] for c in chunks[1:]) < 0.02  # the policy kept the frozen prefix
-    layer = SafetyLayer(so101_safety(), arm.joint_names, arm.forward_kinematics)
+    layer = SafetyLayer(SO101.default_safety(), arm.joint_names, arm.forward_kinematics)
     assert all(layer.violations(q) == [] for q in commands)
 
 
@@ -232,8 +232,10 @@ def test_vla_run_records_episodes_and_sigterm_closes_the_current_one(policy_serv
     policy = TimedPolicy(TimedPolicyConfig(batch_cost_ms=20.0, horizon=40, step=0.001))
     server = policy_server(policy)
     record = tmp_path / "data"
+    (tmp_path / "vla.yaml").write_text("arms:\n  arm7: arm7.yaml\n")
+    (tmp_path / "arm7.yaml").write_text("robot: kinematic\n")
     proc = subprocess.Popen(
-        [VLA, "run", "--robot", "kinematic", "--task", "wave", "--policy-url", server.url, "--episodes", "5",
+        [VLA, "run", "--task", "wave", "--policy-url", server.url, "--episodes", "5",
          "--duration", "1", "--record", str(record), "--arm", "arm7", "--log-dir", str(tmp_path / "logs")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -283,7 +285,7 @@ def test_the_simulated_arm_solves_lift_through_the_client(policy_server, merge):
     robot.connect()
     try:
         clock = RealClock()
-        safety = SafetyLayer(so101_safety(), robot.joint_names, robot.forward_kinematics)
+        safety = SafetyLayer(SO101.default_safety(), robot.joint_names, robot.forward_kinematics)
         log = TickLog(None, t0=clock.now())
         log.records = []
         controller = Controller(robot, safety, ControlSettings(robot.control_hz, merge=merge), clock, log)

@@ -132,7 +132,9 @@ def test_an_openpi_server_error_is_logged_and_the_arm_holds(tmp_path):
         )
     finally:
         server.stop()
-    assert result.returncode == 0, result.stderr
+    # every request failed: the run says so with the server's message instead of exiting 0
+    assert result.returncode == 1, result.stderr
+    assert "every request to the policy server failed" in result.stderr and "the model failed" in result.stderr
     records = list(read_log(next(tmp_path.glob("run_*.jsonl"))))
     errors = [r for r in records if r["type"] == "event" and r["event"] == "error"]
     assert errors and "the model failed" in errors[0]["message"]

@@ -163,3 +163,73 @@ def test_plugin_config_paths_resolve_against_the_arm_file(tmp_path):
 
     assert relative_to(WithPath(), tmp_path).calibration_dir == str(tmp_path / "calib")
     assert relative_to({"plain": 1}, tmp_path) == {"plain": 1}
+
+
+def test_init_names_the_lab_after_its_folder_and_asks_the_robot_plugin(tmp_path, vla_cli):
+    result = vla_cli("init", str(tmp_path / "mylab") + "/", env=CLEAN_ENV, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "//" not in result.stdout
+    loaded = load_config(tmp_path / "mylab" / "vla.yaml", environ={})
+    assert loaded.config.lab == "mylab"
+    sim = vla_cli("init", str(tmp_path / "simlab"), "--robot", "sim", "--arms", "2", env=CLEAN_ENV)
+    assert sim.returncode == 0, sim.stderr
+    loaded = load_config(tmp_path / "simlab" / "vla.yaml", environ={})
+    arm, path = load_arm(loaded, "arm02")
+    assert arm.robot == "sim" and arm.config["task"] == "pick_place" and arm.safety == "../safety/so101.yaml"
+    assert (tmp_path / "simlab" / "safety" / "so101.yaml").is_file()  # the sim arm is an SO-101
+    bad = vla_cli("init", str(tmp_path / "x"), "--robot", "nope", env=CLEAN_ENV)
+    assert bad.returncode == 2 and "no robot named 'nope'" in bad.stderr and "so101" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "allowed"),
+    [
+        ("client:\n  merge: rtcc\n", "client.merge", "expected one of latest, weighted_average, rtc"),
+        ("client:\n  chunk_size_threshold: 0\n", "client.chunk_size_threshold", "(0, 1]"),
+        ("client:\n  chunk_size_threshold: 1.5\n", "client.chunk_size_threshold", "(0, 1]"),
+        ("client:\n  actions_per_chunk: 0\n", "client.actions_per_chunk", ">= 1"),
+        ("client:\n  jpeg_quality: 101\n", "client.jpeg_quality", "1-100"),
+        ("policy_server:\n  port: 70000\n", "policy_server.port", "1-65535"),
+        ("policy_server:\n  url: http://gpu:8080\n", "policy_server.url", "ws:// or wss://"),
+    ],
+)
+def test_values_are_checked_where_they_are_loaded(tmp_path, vla_cli, text, key, allowed):
+    cfg = _write(tmp_path / "vla.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, environ={})
+    assert (info.value.source, info.value.key) == (str(cfg), key) and allowed in info.value.problem
+    result = vla_cli("--config", str(cfg), "config", "show", env=CLEAN_ENV)
+    assert result.returncode == 2 and f"{cfg}: {key}:" in result.stderr and allowed in result.stderr
+
+
+def test_a_bad_value_from_the_environment_is_checked_too(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path / "vla.yaml", "{}\n"), environ={"CHUNK_SIZE_THRESHOLD": "2"})
+    assert info.value.source == "env:CHUNK_SIZE_THRESHOLD" and "(0, 1]" in info.value.problem
+
+
+def test_safety_files_are_checked_through_the_converter(tmp_path):
+    bad = _write(tmp_path / "s.yaml", "joints:\n  a: {min: 1, max: 0}\nworkspace: {min: [0, 0], max: [1, 1, 1]}\n")
+    with pytest.raises(ConfigError) as info:
+        load_safety(bad)
+    assert info.value.key == "joints.a.max" and "max >= min" in info.value.problem
+    bad.write_text("workspace: {min: [0, 0], max: [1, 1, 1]}\n")
+    with pytest.raises(ConfigError, match="workspace.min: expected three numbers"):
+        load_safety(bad)
+
+
+def test_doctor_checks_arm_files_through_the_robot_plugins_config_class(tmp_path, vla_cli):
+    """`vla doctor` fails where `vla run` would: a key the driver's config class does not know,
+    a safety file that does not fit the robot's joints."""
+    vla_cli("init", str(tmp_path / "lab"), "--arms", "2", env=CLEAN_ENV, check=True)
+    arm01 = tmp_path / "lab" / "arms" / "arm01.yaml"
+    arm01.write_text(arm01.read_text().replace("index_or_path: 0", "index_or_pat: 0"))
+    safety = tmp_path / "lab" / "safety" / "so101.yaml"
+    (tmp_path / "lab" / "safety" / "short.yaml").write_text(safety.read_text().split("  elbow_flex:")[0])
+    arm02 = tmp_path / "lab" / "arms" / "arm02.yaml"
+    arm02.write_text(arm02.read_text().replace("../safety/so101.yaml", "../safety/short.yaml"))
+    result = vla_cli("--config", str(tmp_path / "lab" / "vla.yaml"), "doctor", "--no-network", env=CLEAN_ENV)
+    assert result.returncode == 1
+    lines = {line.split(":", 1)[0].split()[-1]: line for line in result.stdout.splitlines() if " arm arm0" in line and "FAIL" in line}
+    assert "config.cameras.front.index_or_pat: unknown key" in lines["arm01"], result.stdout
+    assert "do not fit robot 'so101'" in lines["arm02"] and "elbow_flex" in lines["arm02"], result.stdout

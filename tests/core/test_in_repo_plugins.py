@@ -39,3 +39,10 @@ def test_in_repo_plugin_conforms(dist):
     if not _installed(dist):
         pytest.fail(f"{dist} is in plugins/ but not installed; run `make test`")
     check_plugin(dist)  # raises ConformanceError naming every problem
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.relative_to(REPO) for p in REPO.glob("plugins/*/*/pyproject.toml")))
+def test_every_plugin_has_its_own_tests(folder):
+    """Plugins own their tests: `make test` runs plugins/*/*/tests beside the core suite."""
+    tests = sorted((REPO / folder / "tests").glob("test_*.py"))
+    assert tests, f"{folder} has no tests/test_*.py"

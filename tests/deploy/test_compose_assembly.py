@@ -42,6 +42,7 @@ def _vllm_service() -> ServiceSpec:
         environment={"HF_HOME": "/root/.cache/huggingface", "PRICE": "$5"},
         ipc_host=True,
         public=False,
+        gpu_memory_fraction=0.45,
     )
 
 
@@ -102,7 +103,7 @@ def assemble(sel, deploy=None, **kwargs):
 
 def test_services_are_named_by_role_and_keep_their_spec_names_as_aliases():
     plan, doc = assemble(selection(policy=cpu_policy(), rewarder=vlm_rewarder()))
-    assert list(doc["services"]) == ["policy", "rewarder", "vllm"]
+    assert list(doc["services"]) == ["model-cache-init", "policy", "rewarder", "vllm"]
     assert doc["services"]["policy"]["networks"] == {"default": {"aliases": ["server"]}}
     assert "networks" not in doc["services"]["rewarder"]  # its spec name is already "rewarder"
     assert doc["name"] == "vla"
@@ -119,13 +120,15 @@ def test_gpu_services_get_reservations_ipc_and_long_start_periods():
     assert vllm["healthcheck"]["start_period"] == "900s"
     assert vllm["healthcheck"]["test"][0] == "CMD" and "/health" in vllm["healthcheck"]["test"][-1]
     assert policy["healthcheck"]["start_period"] == "600s"
-    assert all(s["restart"] == "unless-stopped" for s in doc["services"].values())
+    assert all(s["restart"] == "unless-stopped" for n, s in doc["services"].items() if n != "model-cache-init")
+    assert doc["services"]["model-cache-init"]["restart"] == "no"
 
 
 def test_backend_dependency_waits_for_health_and_internal_services_are_not_published():
     _, doc = assemble(selection(rewarder=vlm_rewarder()))
     front, vllm = doc["services"]["rewarder"], doc["services"]["vllm"]
     assert front["depends_on"] == {"vllm": {"condition": "service_healthy"}}
+    assert vllm["depends_on"] == {"model-cache-init": {"condition": "service_completed_successfully"}}
     assert "ports" not in vllm
     assert front["ports"] == [{"target": 18080, "published": "18080", "host_ip": "0.0.0.0", "protocol": "tcp"}]
 
@@ -144,6 +147,92 @@ def test_model_cache_is_one_named_volume_shared_by_services():
     assert doc["volumes"] == {"model-cache": {"name": "lab-weights"}}
     assert "model-cache:/cache/huggingface" in doc["services"]["policy"]["volumes"]
     assert "model-cache:/root/.cache/huggingface" in doc["services"]["vllm"]["volumes"]
+
+
+def test_the_model_cache_has_one_owner():
+    """uid 1000 owns the cache: an init service hands it over before any service mounts it, and
+    an upstream image that mounts it runs as 1000 with a HOME it can write; vla's images already are 1000."""
+    _, doc = assemble(selection(policy=gpu_policy(), rewarder=vlm_rewarder()))
+    init = doc["services"]["model-cache-init"]
+    assert init["user"] == "0:0" and init["volumes"] == ["model-cache:/cache"] and init["image"] == "vla-bigvla:latest"
+    assert "chown 1000:1000 /cache" in init["command"][0]
+    vllm, policy = doc["services"]["vllm"], doc["services"]["policy"]
+    assert vllm["user"] == "1000:1000" and vllm["environment"]["HOME"] == "/tmp/vla-home"
+    assert "user" not in policy  # its image runs as vla (1000) already
+    for name in ("vllm", "policy"):
+        assert doc["services"][name]["depends_on"]["model-cache-init"] == {"condition": "service_completed_successfully"}
+    _, doc = assemble(selection(policy=cpu_policy()))
+    assert "model-cache-init" not in doc["services"]  # nothing mounts the cache, nothing to hand over
+
+
+def test_images_are_pinned_and_compose_never_pulls():
+    _, doc = assemble(selection(policy=gpu_policy(), rewarder=vlm_rewarder()))
+    assert {s["pull_policy"] for s in doc["services"].values()} == {"never"}
+    for image in ("vllm/vllm-openai:latest", "vllm/vllm-openai", "registry:5000/vllm"):
+        rewarder = vlm_rewarder()
+        services = (rewarder.services[0], attrs.evolve(rewarder.services[1], image=image))
+        with pytest.raises(DeployError, match="not pinned"):
+            assemble(selection(rewarder=attrs.evolve(rewarder, services=services)))
+    assert compose.image_pinned("vllm/vllm-openai:v0.32.0") and compose.image_pinned("registry:5000/vllm:1.2")
+    assert compose.image_pinned("vllm/vllm-openai@sha256:" + "0" * 64)
+
+
+def test_installed_upstream_images_are_pinned():
+    from vla.plugins import load_registry
+
+    upstream = [s.image for kind in load_registry().components.values() for e in kind.values()
+                for s in e.spec.services if s.build_context is None]
+    assert upstream, "expected at least vLLM"
+    assert all(compose.image_pinned(i) for i in upstream), upstream
+
+
+def test_gpus_shared_beyond_their_memory_are_warned_about():
+    policy = gpu_policy()
+    greedy = attrs.evolve(policy, services=(attrs.evolve(policy.services[0], gpu_memory_fraction=0.5),))
+    sel = selection(policy=greedy, rewarder=vlm_rewarder())  # vllm takes 0.45 in the test spec
+    plan, _ = assemble(sel)
+    assert compose.gpu_sharing_warnings(plan, "all") == []
+    # a torch server (no declared share) beside a vLLM that takes most of the GPU
+    plan, _ = assemble(selection(policy=gpu_policy(), rewarder=attrs.evolve(vlm_rewarder(), services=(
+        vlm_rewarder().services[0], attrs.evolve(vlm_rewarder().services[1], gpu_memory_fraction=0.85)))))
+    [warning] = compose.gpu_sharing_warnings(plan, "all")
+    assert "leave(s) 0.15 of its memory to policy" in warning
+    heavier = attrs.evolve(policy, services=(attrs.evolve(policy.services[0], gpu_memory_fraction=0.9),))
+    plan, _ = assemble(selection(policy=heavier, rewarder=vlm_rewarder()))
+    [warning] = compose.gpu_sharing_warnings(plan, "all")
+    assert "GPU 0" in warning and "policy" in warning and "vllm" in warning and "1.35" in warning
+    assert compose.gpu_sharing_warnings(plan, "0,1") == []  # each its own GPU
+    assert len(compose.gpu_sharing_warnings(plan, "3")) == 1
+
+
+def test_host_paths_in_settings_are_mounted_read_only_and_passed_with_set(tmp_path):
+    checkpoint = tmp_path / "outputs" / "act" / "pretrained_model"
+    checkpoint.mkdir(parents=True)
+    weights = tmp_path / "weights.json"
+    weights.write_text("{}")
+    (tmp_path / "held.json").write_text("{}")
+    settings, mounts = compose.host_path_overrides(
+        [("path", "outputs/act/pretrained_model"), ("device", "cuda"), ("extra.file", str(weights)), ("p", "held.json")],
+        tmp_path)
+    assert settings == [("path", "/mnt/vla/path"), ("device", "cuda"), ("extra.file", "/mnt/vla/extra_file/weights.json"),
+                        ("p", "/mnt/vla/p/held.json")]
+    assert mounts == [(str(checkpoint), "/mnt/vla/path"), (str(weights), "/mnt/vla/extra_file/weights.json"),
+                      (str(tmp_path / "held.json"), "/mnt/vla/p/held.json")]
+    settings = settings[:3]
+    mounts = mounts[:2]
+    sel = selection(policy=gpu_policy())
+    plan = compose.make_plan(sel, DeployConfig())
+    doc = compose.compose_dict(plan, DeployConfig(), sel, environ={}, overrides={"policy": settings},
+                               host_mounts={"policy": mounts})
+    policy = doc["services"]["policy"]
+    assert policy["command"][-6:] == ["--set", "path=/mnt/vla/path", "--set", "device=cuda",
+                                      "--set", "extra.file=/mnt/vla/extra_file/weights.json"]
+    assert {"type": "bind", "source": str(checkpoint), "target": "/mnt/vla/path", "read_only": True} in policy["volumes"]
+    foreign = attrs.evolve(gpu_policy(), services=(attrs.evolve(gpu_policy().services[0], command=("uv", "run", "serve.py")),))
+    sel = selection(policy=foreign)
+    with pytest.raises(DeployError, match="not `vla serve`"):
+        compose.compose_dict(compose.make_plan(sel, DeployConfig()), DeployConfig(), sel, environ={},
+                             overrides={"policy": [("device", "cuda")]})
 
 
 def test_dollar_signs_in_spec_values_survive_compose_interpolation():
@@ -236,7 +325,7 @@ def test_dry_run_prints_the_file_and_writes_it(gpu_plugins, monkeypatch):
     result = invoke("up", "--policy", "bigvla", "--rewarder", "vlm", "--dry-run")
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(result.stdout)
-    assert set(doc["services"]) == {"policy", "rewarder", "vllm"}
+    assert set(doc["services"]) == {"model-cache-init", "policy", "rewarder", "vllm"}
     assert yaml.safe_load((gpu_plugins / ".vla" / "compose.dry-run.yaml").read_text()) == doc
     assert not (gpu_plugins / ".vla" / "compose.yaml").exists()  # a running project's file stays
 
@@ -304,7 +393,7 @@ def test_upstream_images_get_only_their_spec_environment():
     doc = compose.compose_dict(plan, DeployConfig(), sel, lab_config_path="/lab/vla.yaml",
                                environ={"VLA_API_KEY": "k", "HF_TOKEN": "t"})
     vllm, front = doc["services"]["vllm"], doc["services"]["rewarder"]
-    assert set(vllm["environment"]) == {"HF_HOME", "PRICE", "HF_TOKEN"}
+    assert set(vllm["environment"]) == {"HF_HOME", "PRICE", "HF_TOKEN", "HOME"}  # HOME: it runs as uid 1000
     assert all(isinstance(v, str) for v in vllm["volumes"])  # no lab config mount
     assert front["environment"]["VLA_CONFIG"] == "/etc/vla/vla.yaml"
     assert front["environment"]["VLA_API_KEY"] == "${VLA_API_KEY}"
@@ -328,6 +417,9 @@ def test_build_command_passes_base_image_secret_labels_and_plugin_list(tmp_path)
     assert ("--label", "ai.vla.protocol=vla/1") in pairs and ("--label", "ai.vla.plugin.name=vla-runtime") in pairs
     assert ("-t", "vla-runtime:latest") in pairs and ("-t", "vla-runtime:0.1.0") in pairs
     assert cmd[-1] == str(root)
+    # a plugin's in-repository dependencies come with it (vla-sim's robot description is not on PyPI)
+    sim = images.runtime_build(["vla-sim"], root)
+    assert sim.build_args["PLUGINS"] == "plugins/robots/sim plugins/robots/so101-description"
     with pytest.raises(DeployError, match="vla-nonexistent"):
         images.runtime_build(["vla-nonexistent"], root)
 
@@ -386,3 +478,50 @@ def test_a_hung_docker_probe_is_killed_with_its_grandchildren():
         run_bounded(["sh", "-c", "sleep 30 & wait"], timeout=1.0)
     assert time.monotonic() - started < 10
     assert run_bounded(["sh", "-c", "echo ok"], timeout=5.0).stdout.strip() == "ok"
+
+
+def test_publishing_beyond_localhost_needs_an_api_key_or_insecure(gpu_plugins, monkeypatch):
+    from vla.deploy import engine
+
+    monkeypatch.setattr(engine, "compose_available", lambda: False)
+    monkeypatch.delenv("VLA_API_KEY", raising=False)
+    monkeypatch.delenv("VLA_BIND_ADDRESS", raising=False)
+
+    def started(*args, **kwargs):
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(engine, "validate_compose", started)
+    result = invoke("up", "--policy", "tiny")
+    assert result.exit_code == 2
+    assert "refusing to publish policy (port 8080, no policy_server.api_key) on 0.0.0.0" in result.output
+    assert "--insecure" in result.output
+    # a dry run says what `vla up` would refuse, and starts nothing
+    result = invoke("up", "--policy", "tiny", "--dry-run")
+    assert result.exit_code == 0 and "would refuse" in result.stderr
+    # localhost, --insecure or a key each let it go on (as far as validating the file)
+    for args, env in ((["--bind", "127.0.0.1"], {}), (["--insecure"], {}), ([], {"VLA_API_KEY": "k"})):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(AssertionError, match="nothing may start"):
+            invoke("up", "--policy", "tiny", *args)
+    (gpu_plugins / "vla.yaml").write_text("policy_server:\n  api_key: from-the-file\n")
+    monkeypatch.delenv("VLA_API_KEY")
+    with pytest.raises(AssertionError, match="nothing may start"):
+        invoke("up", "--policy", "tiny")
+
+
+def test_the_wait_timeout_covers_the_longest_start_period(gpu_plugins, monkeypatch):
+    from vla.deploy import cli as deploy_cli
+
+    plan = compose.make_plan(selection(policy=gpu_policy(), rewarder=vlm_rewarder()), DeployConfig())
+    seconds, why = deploy_cli._wait_timeout(plan)
+    vllm_check = plan.service("vllm").spec.healthcheck
+    assert seconds >= 900 and seconds == int(vllm_check.wait_s) + 60 and "vllm" in why
+    assert vllm_check.wait_s == 900 + (3 + 1) * (10 + 5)
+
+
+def test_set_values_are_checked_against_the_plugin_config_before_anything_starts(gpu_plugins):
+    result = invoke("up", "--rewarder", "vlm", "--rewarder-set", "threshold=high", "--dry-run")
+    assert result.exit_code == 2 and "plugins.vlm.threshold" in result.output
+    result = invoke("up", "--policy", "tiny", "--rewarder-set", "threshold=0.7", "--dry-run")
+    assert result.exit_code == 2 and "no rewarder is deployed" in result.output

@@ -106,7 +106,7 @@ def lab(tmp_path, client):
     }
     (tmp_path / "vla.yaml").write_text(yaml.safe_dump(config))
     yield tmp_path, project, policy_port, rewarder_port
-    vla("down", cwd=tmp_path, timeout=120)
+    vla("down", "--volumes", cwd=tmp_path, timeout=120)
     # never leak: whatever `vla down` left is removed here (and the test has already failed)
     for c in client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
         c.remove(force=True)
@@ -283,10 +283,11 @@ def test_unknown_plugin_or_bad_config_starts_nothing(client, tmp_path):
     assert project_leftovers(client, project) == {"containers": [], "networks": [], "volumes": []}
 
 
-def test_model_cache_survives_down_keep_cache_and_goes_with_plain_down(client, base_image, tmp_path, monkeypatch):
+def test_model_cache_survives_down_and_goes_with_down_volumes(client, base_image, tmp_path, monkeypatch):
     """A service that mounts the model cache (a stand-in policy: Python's http.server in the
-    base image, registered for this test only) gets the lab's named cache volume; `vla down
-    --keep-cache` keeps it and removes the rest, a later `vla down` removes it too."""
+    base image, registered for this test only) gets the lab's named cache volume, owned by uid
+    1000 and written by the service running as 1000; `vla down` keeps it, `vla down --volumes`
+    removes it."""
     import types
 
     from click.testing import CliRunner
@@ -299,7 +300,9 @@ def test_model_cache_survives_down_keep_cache_and_goes_with_plain_down(client, b
     spec = PolicySpec(
         name="cache-probe", description="serves its model cache folder", factory="collections:OrderedDict",
         services=(ServiceSpec(
-            name="policy", image=BASE_IMAGE, command=("python3", "-m", "http.server", str(port), "-d", "/cache"),
+            name="policy", image=BASE_IMAGE,
+            # writes into the cache first: the cache must be writable by the user it runs as (1000)
+            command=("sh", "-c", f"touch /cache/written-by-$(id -u) && exec python3 -m http.server {port} -d /cache"),
             port=port, healthcheck=HealthCheck.http(port, "/", interval_s=1.0, start_period_s=30.0),
             volumes={"model-cache": "/cache"},
         ),),
@@ -319,11 +322,32 @@ def test_model_cache_survives_down_keep_cache_and_goes_with_plain_down(client, b
         up = runner.invoke(cli, ["up", "--policy", "cache-probe"], catch_exceptions=False)
         assert up.exit_code == 0, up.output
         assert cache in [v.name for v in client.volumes.list()]
-        kept = runner.invoke(cli, ["down", "--keep-cache"], catch_exceptions=False)
+        listing = client.containers.run(BASE_IMAGE, ["sh", "-c", "stat -c '%u:%g' /cache && ls /cache"], remove=True,
+                                        volumes={cache: {"bind": "/cache", "mode": "ro"}}).decode().split()
+        assert listing[0] == "1000:1000" and "written-by-1000" in listing, listing
+        kept = runner.invoke(cli, ["down"], catch_exceptions=False)
         assert kept.exit_code == 0, kept.output
+        assert "--volumes removes them" in kept.output
         assert project_leftovers(client, project) == {"containers": [], "networks": [], "volumes": [cache]}
-        gone = runner.invoke(cli, ["down"], catch_exceptions=False)
+        gone = runner.invoke(cli, ["down", "--volumes"], catch_exceptions=False)
         assert gone.exit_code == 0, gone.output
         assert project_leftovers(client, project) == {"containers": [], "networks": [], "volumes": []}
     finally:
-        runner.invoke(cli, ["down"])
+        runner.invoke(cli, ["down", "--volumes"])
+
+
+def test_a_busy_port_fails_at_once_and_is_named(client, lab):
+    """Something else (here a plain socket) holds the policy port: `vla up` says so within
+    seconds, naming the port, instead of waiting out the health checks."""
+    folder, project, policy_port, _ = lab
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", policy_port))
+        holder.listen()
+        started = time.monotonic()
+        result = vla("up", "--policy", "scripted", "--rewarder", "heuristic", cwd=folder, timeout=60)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    assert f"port {policy_port} (policy) on 127.0.0.1 is already in use" in result.stderr
+    assert "deploy.policy_port" in result.stderr
+    assert project_leftovers(client, project) == {"containers": [], "networks": [], "volumes": []}

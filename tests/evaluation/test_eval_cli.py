@@ -86,8 +86,11 @@ def test_eval_reports_success_at_k_per_task_with_plot_json_and_video(scripted_se
 
     gif = Image.open(out / "lift.gif")
     assert gif.size == (128, 96) and gif.n_frames >= 5
-    ticks = results["tasks"]["lift"]["runs"][0]["counts"]["ticks"]
-    assert abs(gif.n_frames - (ticks // 3 + 1)) <= 1  # 10 fps of a 30 Hz episode
+    counts = results["tasks"]["lift"]["runs"][0]["counts"]
+    # 10 fps of a 30 Hz episode; the GIF writer merges identical frames, which the arm holding
+    # still before the first chunk makes (more of them on a loaded machine)
+    expected = counts["ticks"] // 3 + 1
+    assert expected - (counts["holds"] // 3 + 2) <= gif.n_frames <= expected + 1, (gif.n_frames, counts)
 
 
 def test_eval_counts_failures_when_episodes_time_out(scripted_server, lab):

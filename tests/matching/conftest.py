@@ -34,8 +34,8 @@ SIM = {"task": "lift", "control_hz": HZ, "image_height": 48, "image_width": 64, 
 EPISODES = 6
 TINY_ACT = {"pretrained_backbone_weights": None, "dim_model": 32, "n_heads": 2, "dim_feedforward": 64,
             "n_encoder_layers": 1, "n_decoder_layers": 1, "latent_dim": 8, "chunk_size": 10, "n_action_steps": 10}
-MATCHING_CLIENT = {"actions_per_chunk": 10, "chunk_size_threshold": 0.0, "merge": "latest"}
-JUMPY_CLIENT = {"actions_per_chunk": 5, "chunk_size_threshold": 0.0, "merge": "latest"}
+MATCHING_CLIENT = {"actions_per_chunk": 10, "chunk_size_threshold": 0.1, "merge": "latest"}
+JUMPY_CLIENT = {"actions_per_chunk": 5, "chunk_size_threshold": 0.1, "merge": "latest"}
 
 
 def _load_crossed():
@@ -170,14 +170,9 @@ def record_eval(root: Path, client: dict, latency_s: float, seeds=range(100, 103
 
 
 def _safety_config():
-    try:
-        from vla.config import so101_safety
+    from vla.description import get_description
 
-        return so101_safety()
-    except ImportError:  # after issue 10: the SO-101's limits come from its description
-        from vla.description import get_description
-
-        return get_description("sim").default_safety()
+    return get_description("sim").default_safety()
 
 
 @pytest.fixture(scope="session")

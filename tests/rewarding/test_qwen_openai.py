@@ -272,7 +272,7 @@ def test_through_the_service_errors_are_5xx_and_service_keeps_serving(serve):
     with FakeVLLM() as vllm:
         with serve(lambda: rewarder(vllm.url, model="nope"), name="qwen-vl") as srv:
             health = RewarderClient(srv.url).health()
-            assert health["status"] == "failed" and "does not serve model 'nope'" in health["error"]
+            assert health["status"] == "failed" and "does not serve model 'nope'" in health["reason"]
 
 
 def test_token_variants():

@@ -83,7 +83,7 @@ def test_vla_serve_command_with_lab_config_key_and_openpi_client(tmp_path, helpe
             if match:
                 port = int(match.group(1))
         assert port, f"no listening line in: {''.join(seen)}"
-        assert "auth: api key" in "".join(seen)
+        assert "api key required (from env:VLA_API_KEY)" in "".join(seen)
 
         with pytest.raises(websockets.InvalidStatus):
             websocket_client_policy.WebsocketClientPolicy(host="127.0.0.1", port=port)

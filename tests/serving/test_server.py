@@ -119,7 +119,7 @@ def test_health_answers_while_a_model_call_runs(helpers, run_async):
             health_s = time.perf_counter() - t0
             status_m, _, metrics = await asyncio.to_thread(helpers.http_get, helpers.http_url(server, "/metrics"))
             assert status == 200 and json.loads(body)["status"] == "ready"
-            assert status_m == 200 and "vla_connections" in metrics
+            assert status_m == 200 and 'vla_policy_connections{arm="unnamed",policy="timed"} 1.0' in metrics
             assert health_s < 0.5, f"health took {health_s:.3f}s during a model call"
             assert not pending.done(), "the model call should still be running"
             reply = await pending
@@ -223,13 +223,14 @@ def test_metrics_count_requests_errors_latency_and_batches(helpers, run_async):
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
                 samples[name] = float(value)
-        assert samples['vla_requests_total{policy="timed"}'] == 3
-        assert samples['vla_errors_total{policy="timed",code="missing_key"}'] == 2
-        assert samples['vla_request_latency_seconds_count{policy="timed"}'] == 3
-        assert samples['vla_request_latency_seconds_bucket{policy="timed",le="+Inf"}'] == 3
-        assert samples['vla_batch_size_bucket{policy="timed",le="1"}'] == 3
-        assert samples['vla_ready{policy="timed"}'] == 1
-        assert "# TYPE vla_infer_latency_seconds histogram" in text
+        assert samples['vla_policy_requests_total{arm="unnamed",code="ok",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_requests_total{arm="unnamed",code="missing_key",policy="timed",route="ws"}'] == 2
+        assert samples['vla_policy_errors_total{arm="unnamed",code="missing_key",policy="timed"}'] == 2
+        assert samples['vla_policy_request_seconds_count{arm="unnamed",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_request_seconds_bucket{arm="unnamed",le="+Inf",policy="timed",route="ws"}'] == 3
+        assert samples['vla_policy_batch_size_bucket{le="1.0",policy="timed"}'] == 3
+        assert samples['vla_policy_ready{policy="timed"}'] == 1
+        assert "# TYPE vla_policy_infer_seconds histogram" in text
 
     run_async(scenario())
 
@@ -362,5 +363,34 @@ def test_one_arms_failing_observation_does_not_fail_the_arms_batched_with_it(hel
                     np.testing.assert_allclose(value, expected_chunk(state, horizon=10), atol=1e-5)
             # the bad observation first arrived in a shared batch, then alone
             assert failing_batch_sizes[0] > 1 and failing_batch_sizes[-1] == 1, failing_batch_sizes
+
+    run_async(scenario())
+
+
+def test_connections_over_the_cap_are_refused_with_503_and_the_others_go_on(helpers, run_async):
+    import attrs
+    import websockets
+
+    from vla.service.limits import ServerLimits
+
+    async def scenario():
+        limits = attrs.evolve(ServerLimits(), max_connections=3)
+        async with PolicyServer(helpers.small_policy(), port=0, limits=limits) as server:
+            await server.wait_settled(5)
+            clients = [await PolicyClient.connect(server.url, arm=f"arm{i}") for i in range(3)]
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(server.url)
+            assert refused.value.response.status_code == 503
+            for client in clients:  # the three keep being served
+                reply = await client.infer(helpers.observation([0.0] * 6))
+                assert reply["actions"].shape == (10, 6)
+            assert server.metrics.value("errors_total", arm="unnamed", code="too_many_connections") == 1
+            assert server.metrics.value("connections", arm="arm1") == 1
+            await clients[0].close()
+            await asyncio.sleep(0.1)
+            late = await PolicyClient.connect(server.url)  # room again
+            await late.close()
+            for client in clients[1:]:
+                await client.close()
 
     run_async(scenario())

@@ -1,4 +1,5 @@
-"""The built-in test components: the `timed` policy and the `kinematic` arm, as the registry builds them."""
+"""The test components: the built-in `timed` policy, and the `kinematic` arm (vla.testing.kinematic
+built from the SO-101 description, registered by vla-so101-description), as the registry builds them."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from vla.kinematics import so101
 from vla.plugins import load_registry
 from vla.policy import PolicyBackend
 from vla.robot import Robot
 from vla.testing import check_plugin
 from vla.testing.policies import expected_chunk
+from vla_so101_description.description import SO101
 
 
 def test_core_registers_and_conforms():
-    found = check_plugin("vla")
-    assert "timed" in found["policies"] and "kinematic" in found["robots"]
+    assert "timed" in check_plugin("vla")["policies"]
+    assert check_plugin("vla-so101-description") == {"robots": ["kinematic"]}
 
 
 def test_timed_policy_from_the_registry():
@@ -58,7 +59,7 @@ def test_kinematic_arm():
     spec = registry.spec("robots", "kinematic")
     arm = spec.build(spec.config(cameras={"front": [60, 80, 3]}))
     assert isinstance(arm, Robot)
-    assert arm.joint_names == so101.JOINT_NAMES and arm.cameras == {"front": (60, 80, 3)}
+    assert arm.joint_names == SO101.joint_names and arm.description is SO101 and arm.cameras == {"front": (60, 80, 3)}
     with pytest.raises(RuntimeError, match="not connected"):
         arm.observe()
     arm.connect()
@@ -74,7 +75,7 @@ def test_kinematic_arm():
     assert not np.array_equal(moved["observation.images.front"], first["observation.images.front"]), "the image follows the arm"
 
     arm.act(np.array([5.0, 0, 0, 0, 0, 0]))  # beyond the pan range: the servo stops at its limit
-    assert arm.observe()["observation.state"][0] == pytest.approx(so101.JOINT_LIMITS[0, 1], abs=1e-6)
+    assert arm.observe()["observation.state"][0] == pytest.approx(SO101.upper[0], abs=1e-6)
     assert arm.limit_hits == 1 and len(arm.commands) == 2
     assert arm.commands[-1][1][0] == 5.0, "raw commands are kept for tests to inspect"
     with pytest.raises(ValueError):

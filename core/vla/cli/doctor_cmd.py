@@ -12,7 +12,7 @@ import urllib.request
 import click
 
 from vla.cli.common import lab_config
-from vla.config import ConfigError, load_arm, load_safety
+from vla.config import ConfigError, LoadedConfig, load_arm, load_safety
 
 
 def _health(url: str, timeout: float = 2.0) -> tuple[bool, str]:
@@ -68,24 +68,11 @@ def doctor(ctx: click.Context, network: bool, dataset, checkpoint, policy_url, a
         nonlocal failed
         mark = {True: "[green]ok[/green]", False: "[red]FAIL[/red]", None: "[yellow]warn[/yellow]"}[ok]
         failed += ok is False
-        console.print(f"{mark:>20}  {what}" + (f": {detail}" if detail else ""))
+        console.print(f"{mark:>20}  {what}" + (f": {detail}" if detail else ""), soft_wrap=True, highlight=False)
 
     report(sys.version_info >= (3, 10), "python", sys.version.split()[0])
     loaded = lab_config(ctx)
     report(True, "lab config", str(loaded.path or "none found, using defaults"))
-
-    for arm_id in loaded.config.arms:
-        try:
-            arm, arm_path = load_arm(loaded, arm_id)
-            detail = f"robot {arm.robot}"
-            if arm.safety:
-                load_safety(arm_path.parent / arm.safety)
-                detail += f", safety {arm.safety}"
-            else:
-                report(None, f"arm {arm_id}", "no safety file: only the robot's own limits apply")
-            report(True, f"arm {arm_id}", detail)
-        except ConfigError as exc:
-            report(False, f"arm {arm_id}", str(exc))
 
     from vla.plugins import get_registry
 
@@ -95,11 +82,8 @@ def doctor(ctx: click.Context, network: bool, dataset, checkpoint, policy_url, a
     for failure in registry.failures:
         report(False, f"plugin {failure.distribution}", failure.error)
     for arm_id in loaded.config.arms:
-        try:
-            arm, _ = load_arm(loaded, arm_id)
-            registry.get("robots", arm.robot)
-        except Exception as exc:
-            report(False, f"robot driver for {arm_id}", str(exc))
+        for ok, detail in check_arm(loaded, arm_id):
+            report(ok, f"arm {arm_id}", detail)
 
     for module, why in (("cv2", "JPEG frames and colour rewards"), ("mujoco", "the simulated arm"), ("lerobot", "the real SO-101, recording, training")):
         found = importlib.util.find_spec(module) is not None
@@ -115,6 +99,64 @@ def doctor(ctx: click.Context, network: bool, dataset, checkpoint, policy_url, a
         report(ok if ok else None, f"rewarder {rewarder}", _summary(detail))
     if failed:
         raise SystemExit(1)
+
+
+def check_arm(loaded: LoadedConfig, arm_id: str) -> list[tuple[bool | None, str]]:
+    """What `vla run --arm ARM_ID` would find wrong before it moves: the arm file, its robot plugin,
+    the ``config:`` section through that plugin's own config class, and the safety file against the
+    robot's joints. Things only the hardware can settle (a serial port not plugged in) are warnings."""
+    from vla.client.safety import SafetyConfigError, SafetyLayer
+    from vla.client.setup import load_robot_config
+    from vla.description import NoDescription
+    from vla.plugins import PluginError, UnknownComponent, get_spec
+
+    try:
+        arm, arm_path = load_arm(loaded, arm_id)
+    except ConfigError as exc:
+        return [(False, str(exc))]
+    try:
+        spec = get_spec("robots", arm.robot)
+    except (UnknownComponent, PluginError) as exc:
+        return [(False, f"{arm_path}: robot: {exc}")]
+    try:
+        config = load_robot_config(spec, loaded, arm, arm_path)
+    except ConfigError as exc:
+        return [(False, str(exc))]
+    try:
+        description = spec.load_description()
+    except NoDescription:
+        description = None
+    found: list[tuple[bool | None, str]] = []
+    joints = description.joint_names if description is not None else None
+    if arm.safety:
+        safety_path = (arm_path.parent / arm.safety).resolve()
+        try:
+            safety = load_safety(safety_path)
+        except ConfigError as exc:
+            return [(False, str(exc))]
+        source = arm.safety
+    elif description is not None:
+        safety, source = description.default_safety(), f"the {description.name} description's defaults"
+        found.append((None, f"no safety file: {source} apply"))
+    else:
+        return [(False, f"{arm_path}: robot {arm.robot!r} has no description, so the arm file must name a safety file")]
+    if joints is not None:
+        fk = description.kinematics.forward_kinematics
+        try:
+            SafetyLayer(safety, joints, fk if safety.workspace is not None else None)
+        except SafetyConfigError as exc:
+            return [(False, f"safety limits {source} do not fit robot {arm.robot!r}: {exc}")]
+        wider = [j for j, (lo, hi) in description.limits_by_name().items()
+                 if j in safety.joints and (safety.joints[j].min < lo - 1e-9 or safety.joints[j].max > hi + 1e-9)]
+        if wider:
+            found.append((None, f"safety limits {source} go beyond the {description.name}'s own range for "
+                                f"{', '.join(wider)} (the servos stop there anyway)"))
+    warnings = getattr(config, "warnings", None)
+    for warning in (warnings() if callable(warnings) else []):
+        found.append((None, warning))
+    found.insert(0, (True, f"robot {arm.robot}, config checked by {spec.config.__name__ if spec.config else 'no config class'}"
+                           f", safety {source}"))
+    return found
 
 
 def _summary(text: str) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
-from vla.config import SO101_JOINT_LIMITS, ClientConfig, so101_safety, unstructure
+from vla.config import ClientConfig
 
 VLA_YAML = """\
 # Lab configuration for vla. Every key is optional; `vla config show` prints the
@@ -41,14 +40,10 @@ plugins: {{}}             # per-plugin settings, by plugin name
 
 ARM_YAML = """\
 # Arm {arm}: which robot driver runs it, the driver's settings, and its safety limits.
-robot: so101
+# `vla doctor` checks this file through the {robot} plugin's own config class.
+robot: {robot}
 config:
-  port: /dev/ttyACM0     # `vla robot find-port` tells which
-  id: {arm}
-  cameras:               # names must match what the policy was trained on
-    front: {{index_or_path: 0, width: 640, height: 480, fps: 30}}
-    wrist: {{index_or_path: 1, width: 640, height: 480, fps: 30}}
-safety: ../safety/so101.yaml
+{config}safety: ../safety/{safety}.yaml
 """
 
 ENV_EXAMPLE = """\
@@ -64,27 +59,40 @@ VLA_API_KEY=change-me
 """
 
 
-def safety_yaml() -> str:
-    header = (
-        "# SO-101 safety limits, checked on every command before it reaches the arm.\n"
-        "# Joint limits in radians (zero is mid-range, as in LeRobot's SO-101 calibration);\n"
-        "# max_step is the largest change allowed in one control tick. The workspace box bounds\n"
-        "# the tool point in metres in the base frame, through forward kinematics.\n"
-        "# Tighten these to your bench before the first run.\n"
-    )
-    data = unstructure(so101_safety())
-    assert list(data["joints"]) == list(SO101_JOINT_LIMITS)
-    return header + yaml.safe_dump(data, sort_keys=False)
+# The arm vla is made for (design.md); any robot plugin with a description works with --robot.
+DEFAULT_ROBOT = "so101"
+
+
+def _robot(name: str):
+    """(spec, description) of the robot plugin ``name``, or a usage error listing the choices."""
+    from vla.description import NoDescription
+    from vla.plugins import PluginError, UnknownComponent, get_registry
+
+    registry = get_registry()
+    try:
+        spec = registry.spec("robots", name)
+        return spec, spec.load_description()
+    except (UnknownComponent, PluginError, NoDescription) as exc:
+        usable = sorted(n for n, r in registry.components["robots"].items() if r.spec.robot_description)
+        raise click.UsageError(f"--robot {name}: {exc} (robots with a description: {', '.join(usable) or 'none'})") from None
+
+
+def _indent(text: str, spaces: int = 2) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False), default=".")
-@click.option("--lab", default="lab", help="Lab name written into vla.yaml.")
+@click.option("--lab", default=None, help="Lab name written into vla.yaml (default: the folder's name).")
 @click.option("--arms", "n_arms", default=1, show_default=True, type=click.IntRange(1, 64), help="How many arm files.")
+@click.option("--robot", "robot_name", default=DEFAULT_ROBOT, show_default=True,
+              help="Robot plugin that drives the arms; its description gives the safety file.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
-def init(directory: str, lab: str, n_arms: int, force: bool) -> None:
-    """Write a starter lab folder: vla.yaml, .env.example, arms/armNN.yaml, safety/so101.yaml."""
+def init(directory: str, lab: str | None, n_arms: int, robot_name: str, force: bool) -> None:
+    """Write a starter lab folder: vla.yaml, .env.example, arms/armNN.yaml, safety/ROBOT.yaml."""
     root = Path(directory)
+    lab = lab or root.resolve().name
+    spec, description = _robot(robot_name)
     arm_ids = [f"arm{i:02d}" for i in range(1, n_arms + 1)]
     defaults = ClientConfig()
     files = {
@@ -96,10 +104,12 @@ def init(directory: str, lab: str, n_arms: int, force: bool) -> None:
             arms="\n".join(f"  {a}: arms/{a}.yaml" for a in arm_ids),
         ),
         root / ".env.example": ENV_EXAMPLE,
-        root / "safety" / "so101.yaml": safety_yaml(),
+        root / "safety" / f"{description.name}.yaml": description.safety_yaml(),
     }
     for arm in arm_ids:
-        files[root / "arms" / f"{arm}.yaml"] = ARM_YAML.format(arm=arm)
+        files[root / "arms" / f"{arm}.yaml"] = ARM_YAML.format(
+            arm=arm, robot=spec.name, config=_indent(spec.starter_arm_config(arm)), safety=description.name
+        )
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise click.ClickException(

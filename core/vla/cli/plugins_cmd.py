@@ -34,6 +34,8 @@ def plugin_rows(kind: str | None = None) -> list[dict]:
                     "services": [
                         {"name": s.name, "image": s.image, "port": s.port, "gpus": s.gpus} for s in spec.services
                     ],
+                    # robots: where their joints, limits and kinematics are (an import path, not imported here)
+                    "robot_description": getattr(spec, "robot_description", None),
                 }
             )
     return rows

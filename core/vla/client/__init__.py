@@ -9,7 +9,11 @@ The pieces, each in its own module:
 - ``simlink`` and ``clock``: the same loop on simulated time (tests, ``bench/async_control.py``);
 - ``session``: episodes at the control rate, signals; ``recording``: dataset writes off the
   control thread; ``ticklog``: the JSONL record; ``report``: `vla report`;
-- ``setup``: robot, safety limits and settings from the lab config; ``cli``: `vla run`.
+- ``setup``: robot, safety limits and settings from the lab config and the robot's description;
+- ``runner``: one arm's whole session (setup, connection, episodes, recording, hooks, summary,
+  exit codes), shared by `vla run`, `vla eval`, `vla learn` and `vla fleet run`; ``lockstep``:
+  a real server on simulated control time; ``summary``: the episode table; ``cli``: `vla run`
+  and the options every session command shares.
 
 Importing this package is light: nothing loads until a module is used.
 """

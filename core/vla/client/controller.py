@@ -23,6 +23,11 @@ from vla.client.ticklog import TickLog
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
 
 
+# Error frames in a row, with no chunk ever answered, after which the run fails with the
+# server's message (about 2.5 s at the retry pause below).
+FAILURES_BEFORE_GIVING_UP = 10
+
+
 class RunError(RuntimeError):
     """The run cannot go on (the policy and the robot do not fit); the message says why."""
 
@@ -34,7 +39,11 @@ class ControlSettings:
     chunk_size_threshold: float = 0.6
     merge: str = RTC
     jpeg_quality: int | None = None
-    rtt_window: int = 10  # round trips remembered for the RTC delay estimate
+    rtt_window: int = 20  # round trips remembered for the RTC delay estimate
+    # The frozen prefix covers this percentile of recent delays. The maximum (100) freezes for
+    # the slowest reply in the window, so every other chunk starts acting later than it could:
+    # with 100-200 ms replies at 30 Hz that was two ticks more observe-to-action than `latest`.
+    rtc_delay_percentile: float = 90.0
     retry_after_error_s: float = 0.25  # pause before asking again after an error frame or rejected chunk
 
     def __attrs_post_init__(self):
@@ -44,8 +53,10 @@ class ControlSettings:
             raise ValueError(f"control rate must be > 0 Hz, got {self.control_hz}")
         if self.actions_per_chunk < 1:
             raise ValueError("actions_per_chunk must be >= 1")
-        if not 0.0 <= self.chunk_size_threshold <= 1.0:
-            raise ValueError(f"chunk_size_threshold must be within 0..1, got {self.chunk_size_threshold}")
+        if not 0.0 < self.chunk_size_threshold <= 1.0:
+            raise ValueError(f"chunk_size_threshold must be in (0, 1], got {self.chunk_size_threshold}")
+        if not 50.0 <= self.rtc_delay_percentile <= 100.0:
+            raise ValueError(f"rtc_delay_percentile must be within 50..100, got {self.rtc_delay_percentile}")
 
 
 @attrs.define
@@ -86,6 +97,10 @@ class Controller:
         self.stopping = False
         self.fatal: RunError | None = None
         self.totals: Counter[str] = Counter()
+        # error frames by code, for the session (per episode in ``error_codes``), and the last
+        # message each code came with: what the summary shows when requests fail
+        self.total_error_codes: Counter[str] = Counter()
+        self.error_messages: dict[str, str] = {}
         self.episode = -1
         self._request_id = 0
         self._chunk_id = 0
@@ -110,6 +125,7 @@ class Controller:
         self.in_flight = None  # a reply for the previous episode is ignored when it comes
         self.chunks = 0
         self.counts: Counter[str] = Counter()
+        self.error_codes: Counter[str] = Counter()
         self._reset_sent = False
         if q0 is not None:
             q0 = np.asarray(q0, dtype=np.float64)
@@ -129,11 +145,15 @@ class Controller:
         return self.t0 + (self.last_tick + 1) * self.dt
 
     def estimate_delay(self) -> int:
-        """RTC inference delay d: how many ticks run between a request and its reply, judged by the
-        slowest recent reply (a reply after ``x`` tick periods misses ticks 1..ceil(x)-1)."""
+        """RTC inference delay d: how many ticks run between a request and its reply, judged by a
+        high percentile of recent replies (a reply after ``x`` tick periods misses ticks 1..ceil(x)-1).
+
+        A reply slower than the estimate is still safe: the actions for ticks that have passed
+        are dropped as stale, and the frozen prefix was simply one action short."""
         if not self.delays:
             return 0
-        ticks = int(math.ceil(max(self.delays) / self.dt - 1e-6)) - 1
+        delay = float(np.percentile(np.fromiter(self.delays, float), self.settings.rtc_delay_percentile))
+        ticks = int(math.ceil(delay / self.dt - 1e-6)) - 1
         return min(max(0, ticks), max(0, self.chunk_len - 1))
 
     # ------------------------------------------------------------------ events
@@ -153,8 +173,18 @@ class Controller:
                 self.in_flight = None
             self.counts["errors"] += 1
             self.totals["errors"] += 1
+            self.error_codes[event.code] += 1
+            self.total_error_codes[event.code] += 1
+            self.error_messages[event.code] = event.message
             self._retry_after = now + self.settings.retry_after_error_s
             self.log.write("event", event="error", code=event.code, message=event.message, t=self.log.rel(now))
+            if not self.totals["replies"] and self.totals["errors"] >= FAILURES_BEFORE_GIVING_UP:
+                # A server that has refused everything so far will not start answering: a run
+                # that goes on would only hold the arm (and record it holding) for nothing.
+                self.fatal = RunError(
+                    f"the policy server refused all {self.totals['errors']} requests so far: "
+                    f"{event.code}: {event.message}"
+                )
         elif isinstance(event, WorkerFailed):
             self.log.write("event", event="worker_failed", reason=event.reason, t=self.log.rel(now))
             self.fatal = RunError(f"the connection to the policy server broke down: {event.reason}")
@@ -186,10 +216,10 @@ class Controller:
         # (openpi's) gets them anyway, as extra keys it may ignore.
         self._send_rtc = self.settings.merge == RTC and caps.get("rtc", True) is not False
         cameras = md.get("cameras")
-        # A vla server lists the cameras its policy takes (maybe none); an openpi server does
-        # not say, so it gets every camera the robot has.
-        self._needs_images = not (isinstance(cameras, dict) and not cameras)
-        if isinstance(cameras, dict) and cameras:
+        # A vla server lists the cameras its policy takes, maybe none, and refuses any other
+        # image key: send exactly those, even when the observation holds more (a recording
+        # renders every camera). An openpi server does not say, so it gets every camera.
+        if isinstance(cameras, dict):
             have = dict(getattr(self.robot, "cameras", {}) or {})
             missing = [c for c in cameras if c not in have]
             if missing:
@@ -198,8 +228,10 @@ class Controller:
                     f"but the robot has {', '.join(have) or 'none'}"
                 )
             wanted = {c: tuple(int(x) for x in shape) for c, shape in cameras.items()}
+            self._needs_images = bool(wanted)
             self._prepare_images = _image_preparer(wanted)
         else:
+            self._needs_images = True
             self._prepare_images = _all_images
 
     def _on_disconnected(self, reason: str, now: float) -> None:
@@ -219,6 +251,8 @@ class Controller:
         if request.episode != self.episode:
             return
         reply = event.reply if isinstance(event.reply, dict) else {}
+        self.counts["replies"] += 1
+        self.totals["replies"] += 1
         self.last_rtt_ms = event.rtt * 1000.0
         # The delay counts from the tick the request followed: ticks that ran before the reply
         # came are the ones RTC must keep from the old plan.
@@ -384,6 +418,8 @@ class Controller:
                 payload["prev_chunk"] = self.queue.rest(k + 1).astype(np.float32)
         request = InferenceRequest(self._request_id, self.episode, k, payload, t_obs, delay)
         self.in_flight = request
+        self.counts["requests"] += 1
+        self.totals["requests"] += 1
         return request
 
 

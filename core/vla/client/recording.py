@@ -14,8 +14,9 @@ from typing import Any
 
 
 class BackgroundRecorder:
-    def __init__(self, recorder):
+    def __init__(self, recorder, chatter_log=None):
         self.recorder = recorder
+        self.chatter_log = chatter_log  # where the encoder's own output goes (see vla.recording.chatter)
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._frames = 0
@@ -62,12 +63,15 @@ class BackgroundRecorder:
         self._frames += 1
 
     def end_episode(self) -> int:
+        from vla.recording.chatter import stderr_to
+
         self._queue.join()
         self._frames = 0
         if self._error is not None:
             self.recorder.discard_episode()
             self._check()
-        return self.recorder.end_episode()
+        with stderr_to(self.chatter_log):
+            return self.recorder.end_episode()
 
     def discard_episode(self) -> None:
         self._queue.join()
@@ -79,4 +83,7 @@ class BackgroundRecorder:
         self._queue.join()
         self._queue.put(None)
         self._thread.join(10)
-        self.recorder.close()
+        from vla.recording.chatter import stderr_to
+
+        with stderr_to(self.chatter_log):
+            self.recorder.close()

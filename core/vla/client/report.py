@@ -36,9 +36,23 @@ def summarize(records: list[dict]) -> dict:
         "max_discontinuity": round(max((c.get("discontinuity") or 0.0 for c in chunks), default=0.0), 6),
         "clamps": clamps,
         "rejected_chunks": sum(1 for e in events if e.get("event") == "rejected"),
+        **_errors(events),
         "disconnects": sum(1 for e in events if e.get("event") == "disconnected"),
         "executed_after_deadline": late,
     }
+
+
+def _errors(events: list[dict]) -> dict:
+    """Requests the server answered with an error frame: how many, and the most common code with
+    its last message (a run that recorded an arm standing still says why here)."""
+    from collections import Counter
+
+    errors = [e for e in events if e.get("event") == "error"]
+    codes = Counter(str(e.get("code")) for e in errors)
+    top = codes.most_common(1)[0][0] if codes else None
+    message = next((e.get("message") for e in reversed(errors) if str(e.get("code")) == top), None)
+    return {"errors": len(errors), "errors_by_code": dict(codes), "most_common_error": top,
+            "most_common_error_message": message}
 
 
 def plot_run(records: list[dict], out: Path, title: str = "") -> dict:
@@ -110,9 +124,11 @@ def plot_run(records: list[dict], out: Path, title: str = "") -> dict:
     ax.legend(loc="upper right", fontsize=7, ncol=3)
 
     rtt = summary["rtt_ms_median"]
+    failed = (f", {summary['errors']} failed requests (mostly {summary['most_common_error']})"
+              if summary["errors"] else "")
     fig.suptitle(
         f"{title}\n{summary['ticks']} ticks, {summary['chunks']} chunks, {summary['underflows']} underflows "
-        f"({summary['underflows_per_min']}/min), median round trip {rtt if rtt is not None else '-'} ms",
+        f"({summary['underflows_per_min']}/min), median round trip {rtt if rtt is not None else '-'} ms{failed}",
         fontsize=10,
     )
     fig.tight_layout()

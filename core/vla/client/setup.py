@@ -1,5 +1,10 @@
-"""Building what `vla run` and `vla eval` drive: the robot from its plugin and arm file, its
-safety limits, and the control settings, with lab-config defaults and clear errors."""
+"""Building what a session drives: the robot from its plugin and arm file, its safety limits, and
+the control settings, with lab-config defaults and errors that name the file and the key.
+
+An arm id is a promise: the arm's own file says which robot plugin drives it, with which
+settings and which safety file. So an arm that vla.yaml does not list is an error, and so is
+a ``--robot`` that disagrees with the arm's file.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,11 @@ import attrs
 
 from vla.client.controller import ControlSettings, RunError
 from vla.client.safety import SafetyConfigError, SafetyLayer
-from vla.config import (
-    SO101_JOINT_LIMITS,
-    ArmConfig,
-    ConfigError,
-    LoadedConfig,
-    SafetyConfig,
-    load_arm,
-    load_safety,
-    relative_to,
-    so101_safety,
-    structure,
-)
+from vla.config import ArmConfig, ConfigError, LoadedConfig, SafetyConfig, load_arm, load_safety, relative_to, structure
+
+
+class SetupError(RunError):
+    """The session cannot start as configured (exit code 2): a bad arm, robot or safety file."""
 
 
 @attrs.define
@@ -30,9 +28,22 @@ class RobotSetup:
     arm_id: str | None
     safety: SafetyLayer
     safety_source: str
+    description: object | None = None  # the robot's vla.description.RobotDescription, if it has one
+    arm_path: Path | None = None
+
+
+def load_robot_config(spec, loaded: LoadedConfig, arm: ArmConfig | None, arm_path: Path | None):
+    """The robot plugin's config: from the arm file's ``config:`` (through the plugin's own config
+    class, paths relative to the arm file) or else from vla.yaml's ``plugins.<robot>``."""
+    if spec.config is None:
+        return None
+    if arm is not None:
+        return relative_to(structure(spec.config, arm.config, str(arm_path), "config"), arm_path.parent)
+    return loaded.plugin_config(spec)
 
 
 def build_robot(loaded: LoadedConfig, robot_name: str | None, arm_id: str | None, safety_path: str | None = None) -> RobotSetup:
+    from vla.description import NoDescription
     from vla.plugins import PluginError, UnknownComponent, get_spec
 
     arm: ArmConfig | None = None
@@ -41,35 +52,40 @@ def build_robot(loaded: LoadedConfig, robot_name: str | None, arm_id: str | None
         try:
             arm, arm_path = load_arm(loaded, arm_id)
         except ConfigError as exc:
-            # an arm id that the lab config does not list is only a label for the logs
-            if robot_name is None or exc.key != f"arms.{arm_id}" or "no such arm" not in exc.problem:
-                raise RunError(str(exc)) from None
+            raise SetupError(f"--arm {arm_id}: {exc}") from None
+        if robot_name and robot_name != arm.robot:
+            raise SetupError(
+                f"--arm {arm_id}: its file {arm_path} says robot {arm.robot!r}, not {robot_name!r} "
+                f"(drop --robot, or choose another arm)"
+            )
     robot_name = robot_name or (arm.robot if arm else None)
     if not robot_name:
-        raise RunError("no robot given: pass --robot NAME, or --arm ARM_ID with an arm file in vla.yaml")
+        raise SetupError("no robot given: pass --robot NAME, or --arm ARM_ID (or ARM_ID=...) with an arm file in vla.yaml")
     try:
         spec = get_spec("robots", robot_name)
     except (UnknownComponent, PluginError) as exc:
-        raise RunError(str(exc)) from None
+        raise SetupError(str(exc)) from None
     try:
-        if arm is not None and arm.robot == robot_name and spec.config is not None:
-            config = relative_to(structure(spec.config, arm.config, str(arm_path), "config"), arm_path.parent)
-        else:
-            config = loaded.plugin_config(spec)
+        config = load_robot_config(spec, loaded, arm, arm_path)
     except ConfigError as exc:
-        raise RunError(f"bad robot configuration: {exc}") from None
+        raise SetupError(f"bad robot configuration: {exc}") from None
+    try:
+        description = spec.load_description()
+    except NoDescription:
+        description = None
     robot = spec.build(config)
+    description = getattr(robot, "description", None) or description
 
-    safety_config, source = _safety_config(robot, robot_name, arm, arm_path, safety_path)
-    fk = getattr(robot, "forward_kinematics", None)
+    safety_config, source = _safety_config(robot_name, description, arm, arm_path, safety_path)
+    fk = description.kinematics.forward_kinematics if description is not None else getattr(robot, "forward_kinematics", None)
     try:
         safety = SafetyLayer(safety_config, tuple(robot.joint_names), fk if safety_config.workspace is not None else None)
     except SafetyConfigError as exc:
-        raise RunError(f"safety limits from {source} do not fit robot {robot_name!r}: {exc}") from None
-    return RobotSetup(robot, robot_name, arm_id, safety, source)
+        raise SetupError(f"safety limits from {source} do not fit robot {robot_name!r}: {exc}") from None
+    return RobotSetup(robot, robot_name, arm_id, safety, source, description, arm_path)
 
 
-def _safety_config(robot, robot_name, arm, arm_path, safety_path) -> tuple[SafetyConfig, str]:
+def _safety_config(robot_name, description, arm, arm_path, safety_path) -> tuple[SafetyConfig, str]:
     try:
         if safety_path:
             return load_safety(safety_path), str(safety_path)
@@ -77,11 +93,12 @@ def _safety_config(robot, robot_name, arm, arm_path, safety_path) -> tuple[Safet
             path = (arm_path.parent / arm.safety).resolve()
             return load_safety(path), str(path)
     except ConfigError as exc:
-        raise RunError(f"bad safety limits: {exc}") from None
-    if tuple(robot.joint_names) == tuple(SO101_JOINT_LIMITS):
-        return so101_safety(), "the built-in SO-101 limits"
-    raise RunError(
-        f"robot {robot_name!r} has no safety limits: pass --safety FILE or an --arm whose file names one"
+        raise SetupError(f"bad safety limits: {exc}") from None
+    if description is not None:
+        return description.default_safety(), f"the {description.name} description's default limits"
+    raise SetupError(
+        f"robot {robot_name!r} has no robot description and no safety limits: pass --safety FILE or an "
+        f"--arm whose file names one"
     )
 
 
@@ -98,7 +115,7 @@ def control_settings(loaded: LoadedConfig, robot, merge: str | None = None, cont
             jpeg_quality=jpeg_quality or client.jpeg_quality,
         )
     except ValueError as exc:
-        raise RunError(str(exc)) from None
+        raise SetupError(str(exc)) from None
 
 
 def build_adapter(loaded: LoadedConfig, policy_name: str | None):
@@ -112,6 +129,6 @@ def build_adapter(loaded: LoadedConfig, policy_name: str | None):
         spec = get_spec("policies", policy_name)
         return spec.build_client_adapter(loaded.plugin_config(spec))
     except (UnknownComponent, PluginError, SpecError) as exc:
-        raise RunError(f"--adapter {policy_name}: {exc}") from None
+        raise SetupError(f"--adapter {policy_name}: {exc}") from None
     except ConfigError as exc:
-        raise RunError(f"bad configuration for {policy_name}: {exc}") from None
+        raise SetupError(f"bad configuration for {policy_name}: {exc}") from None

@@ -19,6 +19,12 @@ from vla.client.events import ConnectFailed, Connected, Disconnected, Failed, In
 FIRST_BACKOFF_S = 0.05
 
 
+def policy_ca_file(loaded) -> str | None:
+    """``policy_server.ca_file`` from the lab config, resolved against the file it was read from."""
+    ca_file = loaded.config.policy_server.ca_file
+    return str(loaded.base_dir / ca_file) if ca_file else None
+
+
 class InferenceWorker:
     def __init__(
         self,
@@ -31,9 +37,13 @@ class InferenceWorker:
         jpeg_quality: int | None = None,
         adapter: Any = None,
         clock: Callable[[], float] = time.perf_counter,
+        ca_file: str | None = None,
+        arm: str | None = None,
     ):
         self.url = url
         self.api_key = api_key
+        self.ca_file = ca_file  # for wss://: this CA (PEM) instead of the system's store
+        self.arm = arm  # names the connection in the server's per-arm metrics
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
         self.request_timeout_s = request_timeout_s
@@ -132,7 +142,7 @@ class InferenceWorker:
                 client = await asyncio.wait_for(
                     PolicyClient.connect(
                         self.url, api_key=self.api_key, open_timeout=self.connect_timeout_s,
-                        jpeg_quality=self.jpeg_quality,
+                        jpeg_quality=self.jpeg_quality, ca_file=self.ca_file, arm=self.arm,
                     ),
                     self.connect_timeout_s + 1.0,
                 )
@@ -198,10 +208,6 @@ async def _connection_lost(client) -> None:
     waiter = getattr(client, "wait_closed", None)
     if callable(waiter):
         await waiter()
-        return
-    ws = getattr(client, "connection", None)  # vla.protocol.client.PolicyClient's websocket
-    if ws is not None and callable(getattr(ws, "wait_closed", None)):
-        await ws.wait_closed()
         return
     await asyncio.Event().wait()
 

@@ -4,9 +4,13 @@
 working directory) and the other commands find the project through that file, falling back
 to `deploy.project` from the lab config.
 
-`vla down` removes the project's containers, network and volumes, the model cache included,
-so nothing of the project is left; `--keep-cache` keeps the model cache volume (weights take
-long to download again) and removes the rest.
+`vla down` removes the project's containers and network and keeps its volumes, the model
+cache above all (weights take long to download again); `--volumes` removes those too.
+
+Before anything starts, `vla up` checks what would otherwise fail minutes later or never say
+why: a published port that something else holds, services published beyond localhost without
+an API key (refused unless `--insecure`), images that are neither here nor buildable, and
+GPUs shared beyond their memory (a warning).
 """
 
 from __future__ import annotations
@@ -92,6 +96,94 @@ def _resolve(loaded, policy, rewarder, trainer):
     return registry, Selection(components, distributions)
 
 
+LOCAL_BINDS = ("127.0.0.1", "::1", "localhost")
+ROLE_KEYS = {"policy": "policy_server", "rewarder": "rewarder"}
+
+
+def _is_local(bind: str) -> bool:
+    return bind in LOCAL_BINDS or bind.startswith("127.")
+
+
+def _set_pairs(values, option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise DeployUsageError(f"{option} expects KEY=VALUE, got {value!r}")
+        pairs.append((key.strip(), text))
+    return pairs
+
+
+def _check_settings(loaded, selection, role_pairs: dict[str, list[tuple[str, str]]]) -> None:
+    """`--set` values must fit the plugin's config class, as in `vla serve` (checked before anything starts)."""
+    from vla.config import ConfigError
+    from vla.service.settings import parse_overrides, plugin_settings
+
+    for role, pairs in role_pairs.items():
+        if not pairs:
+            continue
+        component = selection.components.get(role)
+        if component is None:
+            raise DeployUsageError(f"--{'' if role == 'policy' else role + '-'}set was given, but no {role} is deployed")
+        try:
+            plugin_settings(component, loaded, parse_overrides(f"{k}={v}" for k, v in pairs))
+        except (ConfigError, ValueError) as exc:
+            raise DeployUsageError(f"bad --set for {role} {component.name!r}: {exc}") from None
+
+
+def _key_problems(loaded, plan, bind: str) -> list[str]:
+    """Published services that would take requests from anyone who can reach ``bind``."""
+    if _is_local(bind):
+        return []
+    problems = []
+    for s in plan.services:
+        section = ROLE_KEYS.get(s.role)
+        if s.compose_name in plan.host_ports and section and not getattr(loaded.config, section).api_key:
+            problems.append(f"{s.compose_name} (port {plan.host_ports[s.compose_name]}, no {section}.api_key)")
+    return problems
+
+
+def _secrets_for_compose(loaded) -> dict[str, str]:
+    """VLA_API_KEY for compose to hand to the containers when it came from a .env or the
+    environment (a key written in vla.yaml reaches them through the mounted file)."""
+    config_file = str(loaded.path) if loaded.path else None
+    for section in ("policy_server", "rewarder"):
+        source = loaded.sources.get(f"{section}.api_key", "default")
+        value = getattr(loaded.config, section).api_key
+        if value and source not in ("default", config_file):
+            return {"VLA_API_KEY": value}
+    return {}
+
+
+def _busy_ports(plan, bind: str, project: str) -> list[str]:
+    """Published ports that something other than this project's own containers holds."""
+    from vla.service.net import port_free
+
+    busy = [(name, port) for name, port in plan.host_ports.items() if not port_free(bind, port)]
+    if not busy:
+        return []
+    ours: set[int] = set()
+    try:
+        from vla.deploy import engine
+
+        client = engine.docker_client()
+        for container in client.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
+            for bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+                ours.update(int(b["HostPort"]) for b in bindings or [] if b.get("HostPort"))
+    except DeployError:
+        pass
+    return [f"port {port} ({name}) on {bind}" for name, port in busy if port not in ours]
+
+
+def _wait_timeout(plan) -> tuple[int, str]:
+    """Long enough for the slowest service: its start period, then its retries, plus a minute to start."""
+    checks = [(s.spec.healthcheck.wait_s, s.compose_name) for s in plan.services if s.spec.healthcheck is not None]
+    if not checks:
+        return 120, "no health checks"
+    seconds, name = max(checks)
+    return int(seconds) + 60, f"{name}'s start period {plan.service(name).spec.healthcheck.start_period_s:g}s and retries"
+
+
 def _display_host(bind: str) -> str:
     if bind in ("0.0.0.0", "::", ""):
         return socket.gethostname()
@@ -104,16 +196,21 @@ def _display_host(bind: str) -> str:
 @click.option("--trainer", help="Trainer plugin to run (default: deploy.trainer).")
 @click.option("--gpus", help="GPUs for the GPU services: 'all' or device ids like '0,1' (default: deploy.gpus).")
 @click.option("--bind", default=None, help="Host address the ports are published on (default: $VLA_BIND_ADDRESS, then deploy.bind_address).")
+@click.option("--set", "policy_sets", multiple=True, metavar="KEY=VALUE",
+              help="A policy setting (repeatable), passed to its `vla serve`; a host path is mounted read-only, e.g. --set path=outputs/act/pretrained_model.")
+@click.option("--rewarder-set", "rewarder_sets", multiple=True, metavar="KEY=VALUE", help="A rewarder setting (repeatable), likewise.")
+@click.option("--insecure", is_flag=True, help="Publish beyond localhost even without an API key.")
 @click.option("--dry-run", is_flag=True, help="Print the compose file and start nothing.")
-@click.option("--build/--no-build", default=True, show_default=True, help="Build missing vla images first.")
-@click.option("--wait-timeout", default=900, show_default=True, type=int, help="Seconds to wait for every service to be healthy.")
+@click.option("--build/--no-build", default=True, show_default=True, help="Build missing vla images and pull missing upstream ones first.")
+@click.option("--wait-timeout", default=None, type=click.IntRange(1), help="Seconds to wait for every service to be healthy [default: the longest start period and retries, plus 60].")
 @click.pass_context
-def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout):
+def up(ctx, policy, rewarder, trainer, gpus, bind, policy_sets, rewarder_sets, insecure, dry_run, build, wait_timeout):
     """Start the policy / rewarder services with docker compose and wait until they are healthy.
 
     The compose file goes to .vla/compose.yaml; `--dry-run` prints it (checked with
     `docker compose config` when compose is installed, kept as .vla/compose.dry-run.yaml) and
-    starts nothing.
+    starts nothing. A port another program holds, or a service published beyond localhost
+    without an API key, stops it before anything starts.
     """
     import yaml
 
@@ -123,14 +220,38 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout)
     registry, selection = _resolve(loaded, policy, rewarder, trainer)
     deploy = loaded.config.deploy
     bind = bind or os.environ.get("VLA_BIND_ADDRESS") or deploy.bind_address
+    role_pairs = {"policy": _set_pairs(policy_sets, "--set"), "rewarder": _set_pairs(rewarder_sets, "--rewarder-set")}
+    _check_settings(loaded, selection, role_pairs)
+    overrides, host_mounts = {}, {}
+    for role, pairs in role_pairs.items():
+        overrides[role], host_mounts[role] = compose.host_path_overrides(pairs, Path.cwd())
+        for source, target in host_mounts[role]:
+            click.echo(f"{role}: mounting {source} read-only at {target}", err=True)
+    secrets = _secrets_for_compose(loaded)
     try:
         plan = compose.make_plan(selection, deploy)
         doc = compose.compose_dict(
             plan, deploy, selection, gpus=gpus, bind=bind,
             lab_config_path=str(loaded.path.resolve()) if loaded.path else None,
+            environ={**os.environ, **secrets}, overrides=overrides, host_mounts=host_mounts,
         )
     except DeployError as exc:
         raise DeployUsageError(str(exc)) from None
+    unguarded = _key_problems(loaded, plan, bind)
+    if unguarded and not insecure:
+        why = (f"publish {', '.join(unguarded)} on {bind} without an API key: anyone who can reach this host "
+               f"could drive the arms. Set VLA_API_KEY (in the lab's .env or the environment) or "
+               f"policy_server.api_key / rewarder.api_key in vla.yaml; or publish on 127.0.0.1 with --bind; "
+               f"or pass --insecure")
+        if not dry_run:  # a dry run starts nothing; it shows what `vla up` would refuse
+            raise DeployUsageError(f"refusing to {why}")
+        click.echo(f"warning: `vla up` would refuse to {why}", err=True)
+    for warning in compose.gpu_sharing_warnings(plan, gpus or deploy.gpus):
+        click.echo(f"warning: {warning}", err=True)
+    if wait_timeout is None:
+        wait_timeout, why = _wait_timeout(plan)
+    else:
+        why = "--wait-timeout"
     text = "# written by `vla up`; regenerate rather than edit\n" + yaml.safe_dump(doc, sort_keys=False)
     path = _compose_file(loaded)
     if dry_run:  # never overwrite the file of a project that may be running
@@ -147,19 +268,24 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout)
             else:
                 click.echo(f"# {path}: not validated (Docker Compose v2 is not installed)", err=True)
             return
+        busy = _busy_ports(plan, bind, plan.project)
+        if busy:
+            raise DeployError(
+                f"{'; '.join(busy)} {'is' if len(busy) == 1 else 'are'} already in use by another program; "
+                f"stop it, or choose other ports with deploy.policy_port / deploy.rewarder_port in vla.yaml"
+            )
         engine.validate_compose(path, plan.project)
         client = engine.docker_client()
         if plan.gpu_services:
             engine.require_nvidia(client, [s.compose_name for s in plan.gpu_services])
-        if build:
-            _build_missing(client, registry, selection, _state_dir(loaded))
-        click.echo(f"starting {plan.project}: {', '.join(s.compose_name for s in plan.services)}", err=True)
+        _fetch_missing(client, registry, selection, plan, _state_dir(loaded), build)
+        click.echo(f"starting {plan.project}: {', '.join(s.compose_name for s in plan.services)} "
+                   f"(waiting up to {wait_timeout}s: {why})", err=True)
         start = time.monotonic()
-        result = engine.run_compose(plan.project, path, "up", "-d", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans", check=False)
+        result = engine.run_compose(plan.project, path, "up", "-d", "--wait", "--wait-timeout", str(wait_timeout),
+                                    "--remove-orphans", check=False, env={**os.environ, **secrets})
         if result.returncode != 0:
-            raise DeployError(
-                f"the services did not all become healthy within {wait_timeout}s; see `vla ps` and `vla logs SERVICE`"
-            )
+            raise DeployError(_why_not_healthy(client, plan, bind, wait_timeout, time.monotonic() - start))
     except DeployError as exc:
         raise DeployFailed(str(exc)) from None
     click.echo(f"healthy after {time.monotonic() - start:.1f}s", err=True)
@@ -167,42 +293,88 @@ def up(ctx, policy, rewarder, trainer, gpus, bind, dry_run, build, wait_timeout)
         click.echo(f"{name:<10} {url}")
 
 
-def _build_missing(client, registry, selection, state_dir: Path) -> None:
+def _fetch_missing(client, registry, selection, plan, state_dir: Path, build: bool) -> None:
+    """Build the missing vla images and pull the missing upstream ones (compose never pulls)."""
     from vla.deploy import images
     from vla.deploy.compose import ROLE_KINDS
 
     wanted = [registry.get(ROLE_KINDS[role], spec.name) for role, spec in selection.components.items()]
-    missing = [b for b in images.builds_for(wanted, registry) if not images.image_exists(client, b.image)]
+    missing = [b for b in images.builds_for(wanted, registry) if not images.image_is_current(client, b)]
+    upstream = sorted({s.spec.image for s in plan.services if s.spec.build_context is None})
+    absent = [image for image in upstream if not images.image_exists(client, image)]
+    if not build and (missing or absent):
+        names = [b.image for b in missing] + absent
+        raise DeployError(f"image(s) {', '.join(names)} are not on this host and --no-build was given; "
+                          f"run `vla build` (it builds vla's images and pulls pinned upstream ones)")
     if missing:
-        click.echo(f"building missing image(s): {', '.join(b.image for b in missing)}", err=True)
+        click.echo(f"building missing or outdated image(s): {', '.join(b.image for b in missing)}", err=True)
         images.run_builds(
             missing, base_image=os.environ.get("VLA_BASE_IMAGE"), ca_bundle=images.default_ca_bundle(),
             log_dir=state_dir / "build",
         )
+    for image in absent:
+        images.pull(image)
+
+
+def _last_log_line(client, container_name: str) -> str:
+    """The container's last non-empty log line (the one-line error of a `vla serve` that exited)."""
+    try:
+        text = client.containers.get(container_name).logs(tail=20).decode("utf-8", "replace")
+    except Exception:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _why_not_healthy(client, plan, bind: str, wait_timeout: int, waited: float) -> str:
+    """The failure of `docker compose up --wait`, named: each service that is not healthy, and why."""
+    from vla.deploy.compose import CACHE_INIT
+
+    rows = {r["service"]: r for r in service_states(client, plan.project)}
+    lines = []
+    for s in plan.services:
+        row = rows.get(s.compose_name)
+        if row is None:
+            lines.append(f"{s.compose_name}: not created")
+        elif row["state"] != "running" or row["health"] not in ("healthy", "none") or row["restarts"]:
+            exit_code = row.get("exit_code")
+            detail = f"{row['state']}" + (f" (exit {exit_code})" if row["state"] == "exited" else "")
+            if row["health"] not in ("none", ""):
+                detail += f", health {row['health']}"
+            if row["restarts"]:
+                detail += f", restarted {row['restarts']} time(s)"
+            last = _last_log_line(client, row["container"])
+            lines.append(f"{s.compose_name}: {detail}" + (f"; its log ends: {last}" if last else ""))
+    init = rows.get(CACHE_INIT)
+    if init is not None and init.get("exit_code") not in (0, None):
+        lines.append(f"{CACHE_INIT}: exited {init['exit_code']} (could not hand the model cache to uid 1000)")
+    busy = _busy_ports(plan, bind, plan.project)
+    if busy:
+        lines.insert(0, f"{'; '.join(busy)} already in use")
+    what = "; ".join(lines) if lines else "compose gave up"
+    if waited >= wait_timeout - 1:
+        head = f"the services did not all become healthy within {wait_timeout}s"
+    else:
+        head = f"docker compose could not start the services (after {waited:.0f}s)"
+    return f"{head}: {what}. See `vla ps` and `vla logs SERVICE`"
 
 
 @click.command()
-@click.option("--keep-cache", is_flag=True, help="Keep the model cache volume (remove everything else).")
+@click.option("--volumes", "remove_volumes", is_flag=True,
+              help="Also remove the project's volumes, the model cache included (weights are downloaded again).")
 @click.pass_context
-def down(ctx, keep_cache):
-    """Stop and remove the services, network and volumes that `vla up` created."""
+def down(ctx, remove_volumes):
+    """Stop and remove the services and network that `vla up` created; volumes stay unless --volumes."""
     from vla.deploy import engine
 
     loaded = lab_config(ctx)
     project, path = _project(loaded)
     try:
-        if keep_cache:
-            engine.run_compose(project, path, "down", "--remove-orphans")
-            client = engine.docker_client()
-            cache = loaded.config.deploy.model_cache_volume
-            for volume in client.volumes.list(filters={"label": f"com.docker.compose.project={project}"}):
-                if volume.name != cache:
-                    volume.remove()
-        else:
-            engine.run_compose(project, path, "down", "--remove-orphans", "--volumes")
+        args = ["down", "--remove-orphans"] + (["--volumes"] if remove_volumes else [])
+        engine.run_compose(project, path, *args)
     except DeployError as exc:
         raise DeployFailed(str(exc)) from None
-    kept = f" (kept volume {loaded.config.deploy.model_cache_volume})" if keep_cache else ""
+    kept = "" if remove_volumes else f" (volumes kept, the model cache {loaded.config.deploy.model_cache_volume} among them; --volumes removes them)"
     click.echo(f"{project}: removed{kept}", err=True)
 
 
@@ -227,6 +399,7 @@ def service_states(client, project: str) -> list[dict]:
             "state": state.get("Status", c.status),
             "health": (state.get("Health") or {}).get("Status", "none"),
             "restarts": c.attrs.get("RestartCount", 0),
+            "exit_code": state.get("ExitCode"),
             "plugin": c.labels.get("ai.vla.component", ""),
             "ports": _port_text(c),
         })

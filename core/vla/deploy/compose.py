@@ -8,7 +8,14 @@ with the role only if two components use the same name.
 
 Volumes: a spec volume named ``model-cache`` or ``vla-model-cache`` is the lab's shared model
 cache, the named volume ``deploy.model_cache_volume``; every other volume is private to the
-project (compose prefixes it with the project name).
+project (compose prefixes it with the project name). The cache has one owner, uid/gid 1000 (the
+``vla`` user of every vla image): a one-shot ``model-cache-init`` service gives the volume to
+it before anything mounts it, and upstream images that mount it (vLLM) run as 1000:1000 too,
+so no image leaves root-owned files another cannot write.
+
+Images: compose never pulls (``pull_policy: never`` on every service); `vla up` builds the
+missing vla images and pulls the missing upstream ones itself, first. Upstream images must be
+pinned by version: a tag other than ``latest``, or a digest.
 
 This module builds plain dicts and knows nothing about docker itself, so it is unit-tested
 without an engine.
@@ -35,6 +42,21 @@ LABEL_PREFIX = "ai.vla"
 PASSTHROUGH_ENV = ("VLA_API_KEY", "HF_TOKEN")
 # Where vla's containers find the lab config (its `plugins:` section configures the plugins).
 LAB_CONFIG_TARGET = "/etc/vla/vla.yaml"
+CACHE_OWNER = "1000:1000"  # the vla user of every vla image
+CACHE_INIT = "model-cache-init"
+CACHE_INIT_MOUNT = "/cache"
+# An upstream image run as 1000 may have a HOME it cannot write (vLLM's is /root).
+UPSTREAM_HOME = "/tmp/vla-home"
+# Host files that `--set KEY=PATH` names are mounted read-only under here in the container.
+HOST_MOUNT_ROOT = "/mnt/vla"
+
+
+def image_pinned(image: str) -> bool:
+    """Whether an image reference names a fixed version: a digest, or a tag other than latest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
 @attrs.frozen
@@ -90,6 +112,12 @@ def make_plan(selection: Selection, deploy: DeployConfig) -> Plan:
         component = selection.components.get(role)
         if component is None:
             continue
+        for spec in component.services:
+            if spec.build_context is None and not image_pinned(spec.image):
+                raise DeployError(
+                    f"service {spec.name!r} of {role} {component.name!r} runs image {spec.image!r}, which is not "
+                    f"pinned: name a version (e.g. vllm/vllm-openai:v0.32.0) or a digest in its ServiceSpec"
+                )
         if not component.services:
             raise DeployError(
                 f"{role} {component.name!r} declares no service (its spec has no ServiceSpec), "
@@ -164,8 +192,15 @@ def compose_dict(
     bind: str = "0.0.0.0",
     lab_config_path: str | None = None,
     environ: dict[str, str] | None = None,
+    overrides: dict[str, list[tuple[str, str]]] | None = None,
+    host_mounts: dict[str, list[tuple[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """The compose project as a dict, ready for ``yaml.safe_dump``."""
+    """The compose project as a dict, ready for ``yaml.safe_dump``.
+
+    ``overrides`` (role -> [(key, value)]) become ``--set KEY=VALUE`` arguments of the role's
+    main service, which must run `vla serve` or `vla serve-rewarder`; ``host_mounts`` (role ->
+    [(host path, container path)]) are bind-mounted into it read-only (see ``host_path_overrides``).
+    """
     environ = os.environ if environ is None else environ
     gpus = deploy.gpus if gpus is None else gpus
     by_spec_name = {(s.role, s.spec.name): s.compose_name for s in plan.services}
@@ -176,11 +211,20 @@ def compose_dict(
         spec = s.spec
         dist, version = selection.distributions.get(s.role, ("?", "?"))
         entry: dict[str, Any] = {"image": spec.image}
-        if spec.command:
-            entry["command"] = [_escape(c) for c in spec.command]
-        if spec.build_context is not None:
-            # built by `vla build` (no registry to pull from); never pulled
-            entry["pull_policy"] = "never"
+        command = list(spec.command)
+        role_sets = (overrides or {}).get(s.role, []) if s.main else []
+        if role_sets:
+            if command[:2] not in (["vla", "serve"], ["vla", "serve-rewarder"]):
+                raise DeployError(
+                    f"{s.role} {s.component.name!r} runs {' '.join(command[:3]) or 'its image'}, not `vla serve`: "
+                    f"its settings cannot be given with --set"
+                )
+            for key, value in role_sets:
+                command += ["--set", f"{key}={value}"]
+        if command:
+            entry["command"] = [_escape(c) for c in command]
+        # vla's images are built here and upstream ones fetched by `vla up` before compose runs
+        entry["pull_policy"] = "never"
         # vla's own images (built here) get the port for their health check and the lab config;
         # upstream images (vLLM) get only what their spec says.
         ours = spec.build_context is not None
@@ -192,6 +236,9 @@ def compose_dict(
                 env[var] = "${" + var + "}"  # resolved by compose at `up`, not stored here
         if ours and lab_config_path:
             env.setdefault("VLA_CONFIG", LAB_CONFIG_TARGET)
+        uses_cache = any(v in MODEL_CACHE_KEYS or v == deploy.model_cache_volume for v in spec.volumes)
+        if uses_cache and not ours and "HOME" not in env:
+            env["HOME"] = UPSTREAM_HOME
         if env:
             entry["environment"] = env
         if s.compose_name in plan.host_ports:
@@ -206,14 +253,20 @@ def compose_dict(
             else:
                 volumes[vol_name] = {}
                 mounts.append(f"{vol_name}:{target}")
+        if uses_cache and not ours:
+            entry["user"] = CACHE_OWNER
         if ours and lab_config_path:
             mounts.append({"type": "bind", "source": lab_config_path, "target": LAB_CONFIG_TARGET, "read_only": True})
+        for source, target in (host_mounts or {}).get(s.role, []) if s.main else []:
+            mounts.append({"type": "bind", "source": source, "target": target, "read_only": True})
         if mounts:
             entry["volumes"] = mounts
         if spec.healthcheck is not None:
             entry["healthcheck"] = healthcheck_entry(spec.healthcheck)
+        deps: dict[str, Any] = {}
+        if uses_cache:
+            deps[CACHE_INIT] = {"condition": "service_completed_successfully"}
         if spec.depends_on:
-            deps: dict[str, Any] = {}
             for dep in spec.depends_on:
                 target = by_spec_name.get((s.role, dep))  # a component depends on its own services
                 if target is None:
@@ -223,6 +276,7 @@ def compose_dict(
                     )
                 has_check = plan.service(target).spec.healthcheck is not None
                 deps[target] = {"condition": "service_healthy" if has_check else "service_started"}
+        if deps:
             entry["depends_on"] = deps
         entry["restart"] = "unless-stopped"
         if spec.ipc_host:
@@ -240,10 +294,103 @@ def compose_dict(
         if s.main and spec.name != s.compose_name:
             entry["networks"] = {"default": {"aliases": [spec.name]}}
         services[s.compose_name] = entry
+    if MODEL_CACHE in volumes:
+        services = {CACHE_INIT: cache_init_entry(plan, deploy), **services}
     doc: dict[str, Any] = {"name": plan.project, "services": services}
     if volumes:
         doc["volumes"] = volumes
     return doc
+
+
+def cache_init_entry(plan: Plan, deploy: DeployConfig) -> dict[str, Any]:
+    """The one-shot service that gives the model cache volume to uid 1000 before anything mounts it.
+
+    It runs one of the project's own images as root (any image here has sh, chown and find):
+    the volume's top folder is given to 1000, and anything below it that an earlier, root-run
+    deployment left behind is handed over too."""
+    cache_users = [s for s in plan.services if any(v in MODEL_CACHE_KEYS or v == deploy.model_cache_volume for v in s.spec.volumes)]
+    ours = [s for s in cache_users if s.spec.build_context is not None]
+    image = (ours or cache_users)[0].spec.image
+    script = (
+        f"chown {CACHE_OWNER} {CACHE_INIT_MOUNT} && "
+        f"find {CACHE_INIT_MOUNT} -mindepth 1 -maxdepth 3 ! -user 1000 -exec chown -R {CACHE_OWNER} {{}} +"
+    )
+    return {
+        "image": image,
+        "pull_policy": "never",
+        "user": "0:0",
+        "entrypoint": ["sh", "-c"],
+        "command": [_escape(script)],
+        "volumes": [f"{MODEL_CACHE}:{CACHE_INIT_MOUNT}"],
+        "restart": "no",
+        "labels": {f"{LABEL_PREFIX}.role": "init", f"{LABEL_PREFIX}.service": CACHE_INIT},
+    }
+
+
+def gpu_sharing_warnings(plan: Plan, gpus: str) -> list[str]:
+    """Warnings for GPUs whose services ask for more than all of their memory together.
+
+    With ``gpus: all`` Docker hands each service the first GPUs it asks for, so the services
+    share GPU 0 (and 1, ...); with device ids they share a device when the ids wrap round."""
+    spec = gpus.strip()
+    ids = None if spec in ("", "all") else [i.strip() for i in spec.split(",") if i.strip()]
+    use: dict[str, list[tuple[str, float | None]]] = {}
+    offset = 0
+    for s in plan.gpu_services:
+        if ids:
+            devices = {ids[(offset + k) % len(ids)] for k in range(s.spec.gpus)}
+        else:
+            devices = {str(k) for k in range(s.spec.gpus)}
+        offset += s.spec.gpus
+        for device in devices:
+            use.setdefault(device, []).append((s.compose_name, s.spec.gpu_memory_fraction))
+    warnings = []
+    fix = "give each its own GPU (deploy.gpus / --gpus '0,1') or lower the shares"
+    for device, users in sorted(use.items()):
+        if len(users) < 2:
+            continue
+        known = [(name, f) for name, f in users if f is not None]
+        unknown = [name for name, f in users if f is None]
+        total = sum(f for _, f in known)
+        parts = ", ".join(f"{name} {f:.2f}" for name, f in known)
+        if total > 1.0:
+            warnings.append(f"GPU {device} is shared by {', '.join(n for n, _ in users)}, whose memory shares add up "
+                            f"to {total:.2f} of it ({parts}); {fix}")
+        elif unknown and total >= 0.5:
+            # a server that allocates as it goes (torch) gets what the preallocating ones leave
+            warnings.append(f"GPU {device} is shared by {', '.join(n for n, _ in users)}: {parts} leave(s) "
+                            f"{1 - total:.2f} of its memory to {', '.join(unknown)}, which declare(s) no share; {fix}")
+    return warnings
+
+
+def host_path_overrides(pairs: list[tuple[str, str]], base) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``--set KEY=VALUE`` pairs for a service, with values that are host paths made container paths.
+
+    A value naming an existing file or folder on this host (absolute, or relative to ``base``)
+    is mounted read-only at ``/mnt/vla/<key>`` (a file keeps its name inside that folder) and
+    the setting becomes that path: this is how a trained checkpoint reaches the GPU host's
+    container, e.g. ``vla up --policy lerobot --set path=outputs/act/pretrained_model``.
+    `vla up` prints each mount it makes. Returns (settings, mounts)."""
+    from pathlib import Path
+
+    settings, mounts = [], []
+    for key, value in pairs:
+        candidate = Path(value).expanduser()
+        if not candidate.is_absolute():
+            candidate = Path(base) / candidate
+        if value and candidate.exists():
+            source = candidate.resolve()
+            folder = f"{HOST_MOUNT_ROOT}/{key.replace('.', '_')}"
+            if source.is_dir():
+                mounts.append((str(source), folder))
+                settings.append((key, folder))
+            else:
+                target = f"{folder}/{source.name}"
+                mounts.append((str(source), target))
+                settings.append((key, target))
+        else:
+            settings.append((key, value))
+    return settings, mounts
 
 
 def service_urls(plan: Plan, host: str) -> dict[str, str]:

@@ -91,13 +91,14 @@ def compose_available() -> bool:
         return False
 
 
-def run_compose(project: str, compose_file: Path | None, *args: str, capture: bool = False, check: bool = True):
+def run_compose(project: str, compose_file: Path | None, *args: str, capture: bool = False, check: bool = True,
+                env: dict[str, str] | None = None):
     """Run `docker compose -p PROJECT [-f FILE] ARGS...`; output streams unless ``capture``."""
     cmd = [*compose_command(), "-p", project]
     if compose_file is not None:
         cmd += ["-f", str(compose_file)]
     cmd += list(args)
-    result = subprocess.run(cmd, capture_output=capture, text=True)
+    result = subprocess.run(cmd, capture_output=capture, text=True, env=env)
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip() if capture else ""
         raise DeployError(f"`{' '.join(cmd[len(compose_command()):])}` failed (exit {result.returncode})" + (f":\n{detail}" if detail else ""))

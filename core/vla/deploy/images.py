@@ -99,10 +99,62 @@ def plugin_folders(root: Path) -> dict[str, str]:
     return found
 
 
-def runtime_build(plugins: list[str] | None = None, root: Path | None = None) -> ImageBuild:
-    """The runtime image, with the given plugin distributions installed from the source tree.
+EXTRA_PLUGINS = "plugins/_extra"  # where staged third-party plugin sources go in the build context
+_STAGE_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".git", ".venv", "venv", ".pytest_cache",
+                 ".mypy_cache", ".vla")
 
-    Without a list the Dockerfile's default set is used.
+
+def plugin_source(distribution: str) -> tuple[str, str]:
+    """Where the runtime image gets a plugin that is not in this source tree: ("dir", folder)
+    for one pip installed from a local folder (PEP 610's direct_url.json says which), else
+    ("pypi", "name==version") from the package index. DeployError when it is not installed."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise DeployError(f"plugin {distribution} is not installed here, so it cannot go into the runtime image") from None
+    direct = dist.read_text("direct_url.json")
+    if direct:
+        info = json.loads(direct)
+        url = urlsplit(info.get("url", ""))
+        if url.scheme == "file" and "dir_info" in info:
+            folder = Path(unquote(url.path))
+            if (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file():
+                return "dir", str(folder)
+            raise DeployError(f"plugin {distribution} was installed from {folder}, which is no longer a package folder")
+    return "pypi", f"{dist.metadata['Name']}=={dist.version}"
+
+
+def _stage_runtime_context(root: Path, extras: dict[str, Path]) -> Path:
+    """A build context with the core, the in-tree plugins and the given plugin folders under
+    plugins/_extra/: a third-party plugin's folder lies outside the source tree, and a build
+    context cannot reach outside itself."""
+    import shutil
+    import tempfile
+
+    stage = Path(tempfile.gettempdir()) / f"vla-build-{os.getuid()}" / "runtime"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    ignore = shutil.ignore_patterns(*_STAGE_IGNORE)
+    for name in ("pyproject.toml", *(p.name for p in root.glob("README*"))):
+        shutil.copy2(root / name, stage / name)
+    for folder in ("core", "plugins", RUNTIME_CONTEXT):
+        shutil.copytree(root / folder, stage / folder, ignore=ignore, dirs_exist_ok=True)
+    for name, source in extras.items():
+        shutil.copytree(source, stage / EXTRA_PLUGINS / name, ignore=ignore)
+    return stage
+
+
+def runtime_build(plugins: list[str] | None = None, root: Path | None = None) -> ImageBuild:
+    """The runtime image, with the given plugin distributions installed.
+
+    Plugins in this source tree install from their folders; a third-party plugin installs from
+    the folder pip installed it from (staged into the build context), or by name and version
+    from the package index. Without a list the Dockerfile's default set is used.
     """
     root = (root or source_root()).resolve()
     build = resolve_build(RUNTIME_IMAGE, RUNTIME_CONTEXT, "vla-runtime", __version__, root)
@@ -110,13 +162,42 @@ def runtime_build(plugins: list[str] | None = None, root: Path | None = None) ->
         return build
     folders = plugin_folders(root)
     plugins = [p.lower().replace("_", "-") for p in plugins]
-    missing = [p for p in plugins if p not in folders]
-    if missing:
-        raise DeployError(
-            f"the runtime image installs plugins from {root / 'plugins'}, which has no {', '.join(missing)}"
-        )
-    selected = sorted({folders[p] for p in plugins})
-    return attrs.evolve(build, build_args={"PLUGINS": " ".join(selected)})
+    local = {p for p in plugins if p in folders}
+    selected = sorted(with_local_dependencies({folders[p] for p in local}, folders, root))
+    extras: dict[str, Path] = {}
+    for name in (p for p in plugins if p not in folders):
+        kind, where = plugin_source(name)
+        if kind == "dir":
+            extras[name] = Path(where)
+            selected.append(f"{EXTRA_PLUGINS}/{name}")
+        else:
+            selected.append(where)
+    build = attrs.evolve(build, build_args={"PLUGINS": " ".join(selected), "PLUGIN_DISTS": " ".join(sorted(set(plugins)))})
+    if extras:
+        stage = _stage_runtime_context(root, extras)
+        build = attrs.evolve(build, context=stage, dockerfile=stage / RUNTIME_CONTEXT / "Dockerfile")
+    return build
+
+
+def with_local_dependencies(selected: set[str], folders: dict[str, str], root: Path) -> set[str]:
+    """``selected`` plugin folders plus the in-repository distributions they depend on (vla-sim
+    needs vla-so101-description, which is not on PyPI), transitively."""
+    import re
+    import tomllib
+
+    out, todo = set(selected), list(selected)
+    while todo:
+        folder = todo.pop()
+        try:
+            deps = tomllib.loads((root / folder / "pyproject.toml").read_text())["project"].get("dependencies", [])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            continue
+        for dep in deps:
+            name = re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+            if name in folders and folders[name] not in out:
+                out.add(folders[name])
+                todo.append(folders[name])
+    return out
 
 
 def runtime_plugins(registry) -> list[str]:
@@ -256,6 +337,22 @@ def run_builds(
     return timings
 
 
+DISTS_LABEL = "ai.vla.plugin.distributions"
+
+
+def image_is_current(client, build: ImageBuild) -> bool:
+    """Whether the image exists and, for the runtime image, carries every plugin this build would put in."""
+    import docker.errors
+
+    try:
+        image = client.images.get(build.image)
+    except docker.errors.ImageNotFound:
+        return False
+    wanted = set(build.build_args.get("PLUGIN_DISTS", "").split())
+    have = set(((image.attrs.get("Config") or {}).get("Labels") or {}).get(DISTS_LABEL, "").split())
+    return wanted <= have
+
+
 def image_exists(client, image: str) -> bool:
     import docker.errors
 
@@ -264,3 +361,15 @@ def image_exists(client, image: str) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+
+
+def pull(image: str) -> None:
+    """Pull a pinned upstream image (docker's own progress on the terminal); DeployError when it fails."""
+    from vla.deploy.engine import docker_cli
+
+    result = subprocess.run([docker_cli(), "pull", image])
+    if result.returncode != 0:
+        raise DeployError(
+            f"cannot pull {image} (exit {result.returncode}); on a host without a registry, pull it elsewhere and "
+            f"bring it over with `docker save {image} | ssh gpu-host docker load`"
+        )

@@ -10,13 +10,14 @@ episode's camera.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from vla.client.queue import MERGE_MODES
+from vla.client.cli import ProgressHooks, exit_with, options_from, session_options, wide_console
+from vla.client.setup import SetupError
+from vla.client.runner import SessionHooks
 
 
 def _k_values(value: str) -> list[int]:
@@ -30,17 +31,11 @@ def _k_values(value: str) -> list[int]:
 
 
 @click.command("eval")
-@click.option("--robot", "robot_name", default=None, help="An episodic robot plugin, e.g. sim (default: the arm file's).")
 @click.option("--task", "tasks", multiple=True, required=True,
               help="Task to evaluate (id or goal text); repeat for several, or separate with commas.")
-@click.option("--policy-url", default=None, help="ws://HOST:PORT of the policy server (default: the lab config).")
-@click.option("--arm", "arm_id", default=None, help="Arm id from vla.yaml (robot settings and safety file).")
 @click.option("--episodes", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes per task.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Episode i of each task uses seed + i.")
 @click.option("--k", "k_text", default="1,5", show_default=True, help="K values for success@K, comma-separated.")
-@click.option("--merge", type=click.Choice(MERGE_MODES), default=None, help="Chunk merge mode (default: lab config).")
-@click.option("--duration", "episode_s", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Episode time limit in seconds (default: the task's own).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder for results.json, success.png, the tick log and the video (default: LOG_DIR/eval_<id>).")
 @click.option("--video", "video_name", default=None, help="Save one episode's camera as this file (.mp4 or .gif) in --out.")
@@ -49,136 +44,112 @@ def _k_values(value: str) -> list[int]:
               help="Frames per second of the video (filmed afterwards by replaying the episode's commands).")
 @click.option("--video-episode", default=0, show_default=True, type=click.IntRange(min=0),
               help="Which episode of the first task to film.")
-@click.option("--safety", "safety_path", default=None, type=click.Path(dir_okay=False), help="Safety limits file.")
+@session_options
 @click.pass_context
-def eval_cmd(ctx, robot_name, tasks, policy_url, arm_id, episodes, seed, k_text, merge, episode_s, out_dir,
-             video_name, video_camera, video_fps, video_episode, safety_path):
+def eval_cmd(ctx, tasks, episodes, seed, k_text, out_dir, video_name, video_camera, video_fps, video_episode, **kwargs):
     """Run seeded episodes per task against a policy server and report success@K per task.
 
     success@K is the chance that at least one of K attempts succeeds, estimated without bias
-    from the episodes run (success@1 is the success rate, shown with its 95% interval).
+    from the episodes run (success@1 is the success rate, shown with its 95% interval). The
+    episodes run through the same session as `vla run` (same options, errors and summary).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from vla.cli.common import lab_config
-    from vla.client.clock import RealClock
-    from vla.client.controller import Controller, RunError
-    from vla.client.session import StopFlag, run_episodes, stop_on_signals, wait_connected
-    from vla.client.setup import build_robot, control_settings
-    from vla.client.ticklog import TickLog
-    from vla.client.worker import InferenceWorker
+    from vla.client.runner import SessionRunner
+    from vla.client.summary import print_summary
     from vla.evaluation.media import plot_success, write_video
 
     ks = _k_values(k_text)
     task_list = [t.strip() for entry in tasks for t in entry.split(",") if t.strip()]
     if video_name and Path(video_name).suffix.lower() not in (".mp4", ".gif"):
         raise click.BadParameter("the video must end in .mp4 or .gif", param_hint="--video")
-    # logs and pipes are wider than the 80 columns rich assumes, and a folded table is unreadable
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = wide_console()
+    err = wide_console(stderr=True)
     loaded = lab_config(ctx)
-    cfg = loaded.config
-    url = policy_url or cfg.policy_server.resolved_url()
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out_dir) if out_dir else loaded.base_dir / cfg.log_dir / f"eval_{run_id}"
+    out = Path(out_dir) if out_dir else loaded.base_dir / loaded.config.log_dir / f"eval_{run_id}"
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        setup = build_robot(loaded, robot_name, arm_id, safety_path)
-        settings = control_settings(loaded, setup.robot, merge)
-    except RunError as exc:
-        raise click.ClickException(str(exc)) from None
-    robot = setup.robot
-    if not (callable(getattr(robot, "reset", None)) and callable(getattr(robot, "success", None))):
-        raise click.ClickException(
-            f"robot {setup.robot_name!r} cannot reset and judge episodes itself; `vla eval` needs an episodic "
-            "robot such as the simulator (use `vla run` on a real arm)"
-        )
-    if video_name and video_camera not in getattr(robot, "cameras", {}):
-        raise click.BadParameter(f"robot {setup.robot_name!r} has no camera {video_camera!r}", param_hint="--video-camera")
+    options = options_from(kwargs, tasks=tuple(task_list), episodes=episodes, seed=seed, kind="eval",
+                           run_id=run_id, log_path=str(out / "ticks.jsonl"))
+    film = FilmHooks(video_name, video_camera, video_fps, video_episode)
+    runner = SessionRunner(loaded, options, hooks=[EpisodicCheck(), film, ProgressHooks(err)])
+    summary = runner.run()
+    if summary.error:
+        print_summary(console, summary)
+        exit_with(err, summary)
 
-    film_stride = max(1, int(round(settings.control_hz / video_fps))) if video_name else 0
-    clock = RealClock()
-    log_path = out / "ticks.jsonl"
-    log = TickLog(log_path, t0=clock.now())
-    log.write("run", run_id=run_id, kind="eval", robot=setup.robot_name, tasks=task_list, policy_url=url,
-              merge=settings.merge, control_hz=settings.control_hz, episodes=episodes, seed=seed,
-              joint_names=list(robot.joint_names))
-    controller = Controller(robot, setup.safety, settings, clock, log, session=f"eval-{run_id}")
-    worker = InferenceWorker(url, api_key=cfg.policy_server.api_key, connect_timeout_s=cfg.client.connect_timeout_s,
-                             max_backoff_s=cfg.client.reconnect_max_backoff_s, jpeg_quality=settings.jpeg_quality)
-    stop = StopFlag()
-    video_key = "observation.images." + video_camera
-    outcomes: dict[str, list] = {}
-    filmed: dict = {}  # the filmed episode: task, seed and every command sent, for the replay
-    error = None
-    with stop_on_signals(stop):
-        robot.connect()
-        try:
-            worker.start()
-            wait_connected(controller, worker, clock, cfg.client.connect_timeout_s + 2.0, stop)
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
-                bar = progress.add_task("episodes", total=episodes * len(task_list), status="")
-                for ti, task in enumerate(task_list):
-                    if stop.is_set():
-                        break
-                    filming = {"on": False}
-
-                    def on_start(i, seed_i, ti=ti, task=task):
-                        filming["on"] = bool(video_name) and ti == 0 and i == video_episode
-                        if filming["on"]:
-                            filmed.update(task=task, seed=seed_i, commands=[])
-                        progress.update(bar, description=f"{task} #{i + 1}")
-
-                    def on_tick(result):
-                        if filming["on"]:
-                            filmed["commands"].append(result.command.copy())
-
-                    def on_end(res, task=task):
-                        done = outcomes.setdefault(task, [])
-                        done.append(res)
-                        wins = sum(1 for r in done if r.success)
-                        progress.update(bar, advance=1, status=f"{task}: {wins}/{len(done)} succeeded")
-                        filming["on"] = False
-
-                    run_episodes(robot, controller, worker, clock, task=task, episodes=episodes, seed=seed,
-                                 episode_s=episode_s, stop=stop, on_tick=on_tick,
-                                 on_episode_start=on_start, on_episode_end=on_end)
-        except RunError as exc:
-            error = str(exc)
-        finally:
+    robot, settings = runner.robot, runner.settings
+    video_path = None
+    if film.commands:
+        with console.status("filming the episode by replaying its commands"):
+            robot.connect()
             try:
-                controller.hold()
-            except Exception:
-                pass
-            worker.stop()
-            log.close()
-    try:
-        video_path = None
-        if video_name and filmed.get("commands") and not error:
-            with console.status("filming the episode by replaying its commands"):
-                frames, replay_success = replay_frames(robot, filmed["task"], filmed["seed"], filmed["commands"],
-                                                       video_key, film_stride)
-            video_path = write_video(frames, out / video_name, settings.control_hz / film_stride)
-            live = outcomes[filmed["task"]][video_episode].success
-            if replay_success != live:
-                console.print(f"[yellow]warning:[/] the replayed episode ended {'well' if replay_success else 'badly'} "
-                              f"but the live one did not; the robot is not deterministic, so the video may differ")
-    finally:
-        robot.disconnect()
-    if error:
-        raise click.ClickException(error)
+                frames, replay_success = replay_frames(robot, film.task, film.seed, film.commands,
+                                                       "observation.images." + video_camera, film.stride)
+            finally:
+                robot.disconnect()
+        video_path = write_video(frames, out / video_name, settings.control_hz / film.stride)
+        if replay_success != film.success:
+            console.print(f"[yellow]warning:[/] the replayed episode ended {'well' if replay_success else 'badly'} "
+                          f"but the live one did not; the robot is not deterministic, so the video may differ")
 
-    results = summarize(outcomes, ks, robot=setup.robot_name, url=url, merge=settings.merge, seed=seed,
-                        policy=(controller.metadata or {}).get("policy"), interrupted=stop.is_set())
-    results["tick_log"] = str(log_path)
+    outcomes: dict[str, list] = {task: [] for task in task_list}
+    for result in summary.episodes:
+        outcomes.setdefault(result.task, []).append(result)
+    results = summarize({t: r for t, r in outcomes.items() if r}, ks, robot=summary.robot, url=summary.url,
+                        merge=settings.merge, seed=seed, policy=(summary.metadata or {}).get("policy"),
+                        interrupted=summary.stopped_by is not None)
+    results["tick_log"] = str(summary.log_path)
+    results["requests"] = summary.totals.get("requests", 0)
+    results["errors"] = summary.errors_by_code
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_path = plot_success(results, out / "success.png") if results["tasks"] else None
+    print_summary(err, summary)
     print_table(console, results)
     console.print(f"results: {out / 'results.json'}" + (f"   plot: {plot_path}" if plot_path else "")
                   + (f"   video: {video_path}" if video_path else ""))
-    if stop.is_set():
-        raise SystemExit(130)
+    exit_with(err, summary)
+
+
+class EpisodicCheck(SessionHooks):
+    """`vla eval` needs a robot that resets and judges its episodes (the simulator)."""
+
+    def on_prepared(self, session):
+        robot = session.robot
+        if not (callable(getattr(robot, "reset", None)) and callable(getattr(robot, "success", None))):
+            raise SetupError(
+                f"robot {session.setup.robot_name!r} cannot reset and judge episodes itself; `vla eval` needs an "
+                "episodic robot such as the simulator (use `vla run` on a real arm)"
+            )
+
+
+class FilmHooks(SessionHooks):
+    """Keeps the commands of the episode to film; it is filmed afterwards (see replay_frames)."""
+
+    def __init__(self, video_name, camera, fps, episode):
+        self.video_name, self.camera, self.fps, self.episode = video_name, camera, fps, episode
+        self.commands: list = []
+        self.task = self.seed = self.success = None
+        self.stride = 1
+        self._on = False
+
+    def on_prepared(self, session):
+        if self.video_name and self.camera not in getattr(session.robot, "cameras", {}):
+            raise SetupError(f"--video-camera: robot {session.setup.robot_name!r} has no camera {self.camera!r}")
+        self.stride = max(1, int(round(session.settings.control_hz / self.fps)))
+
+    def on_episode_start(self, session, episode):
+        self._on = bool(self.video_name) and episode.index == self.episode and episode.task == session.options.tasks[0]
+        if self._on:
+            self.task, self.seed = episode.task, episode.seed
+
+    def on_tick(self, session, tick):
+        if self._on:
+            self.commands.append(tick.command.copy())
+
+    def on_episode_end(self, session, result):
+        if self._on:
+            self.success = result.success
+        self._on = False
 
 
 def replay_frames(robot, task: str, seed, commands, video_key: str, stride: int) -> tuple[list, bool]:

@@ -9,7 +9,8 @@ into the tick log as a ``preflight`` event.
 
 On by default for a real arm (a robot that cannot reset itself), off for the simulator;
 ``--no-preflight`` skips it. A real arm with no training dataset configured runs with a
-printed warning that nothing was checked.
+printed warning that nothing was checked. `vla run` passes ``PreflightHooks`` to the session
+runner, ahead of its progress bar.
 """
 
 from __future__ import annotations
@@ -24,13 +25,7 @@ from vla.matching.results import FAIL, MatchReport
 from vla.matching.robot_facts import robot_facts
 from vla.matching.run import MatchSetupError, open_dataset, run_checks
 
-try:  # the session runner (issue 10)
-    from vla.client.runner import PreflightFailed, SessionHooks
-except ImportError:  # pragma: no cover - before it is merged
-    SessionHooks = object
-
-    class PreflightFailed(RuntimeError):
-        """The session must not start; nothing has moved."""
+from vla.client.runner import PreflightFailed, SessionHooks
 
 
 def is_real_arm(robot) -> bool:

@@ -2,9 +2,9 @@
 the robot's description (``vla.description.RobotDescription``, published by issue 10).
 
 This is the one place that reaches for them. A robot object built from a description carries it
-(``robot.description``); otherwise the robot plugin's description is looked up by name. Until
-every robot has a description the SO-101's published numbers stand in for a robot whose joints
-are the SO-101's (the seam goes when the description API is everywhere).
+(``robot.description``); otherwise the robot plugin's description is looked up by name, and with
+no robot at all (`vla doctor --dataset` alone) the first installed description whose joint names
+are the dataset's stands in.
 """
 
 from __future__ import annotations
@@ -49,27 +49,34 @@ def robot_facts(robot=None, robot_name: str | None = None, joint_names=None) -> 
     """The facts for a robot object, a robot plugin's name, or (last resort) a list of joint names."""
     description = getattr(robot, "description", None)
     if description is None and robot_name:
+        from vla.description import get_description
+
         try:
-            from vla.description import get_description
-        except ImportError:  # before the description API is merged
-            get_description = None
-        if get_description is not None:
-            try:
-                description = get_description(robot_name)
-            except LookupError:
-                description = None
+            description = get_description(robot_name)
+        except LookupError:
+            description = None
     if description is not None:
         return from_description(description)
     names = tuple(getattr(robot, "joint_names", None) or joint_names or ())
-    return _so101_fallback(names)
+    return _matching_description(names)
 
 
-def _so101_fallback(names: tuple[str, ...]) -> RobotFacts | None:
-    try:
-        from vla.config import SO101_JOINT_LIMITS, GripperLimit
-    except ImportError:
+def _bare(name: str) -> str:
+    return name[:-4] if name.endswith(".pos") else name  # LeRobot's driver names joints "shoulder_pan.pos"
+
+
+def _matching_description(names: tuple[str, ...]) -> RobotFacts | None:
+    """With no robot named, the first installed robot description whose joints are these (a dataset's)."""
+    if not names:
         return None
-    if names != tuple(SO101_JOINT_LIMITS):
-        return None
-    gripper = GripperLimit()
-    return RobotFacts("so101", names, tuple(SO101_JOINT_LIMITS.values()), gripper.joint, gripper.min, gripper.max)
+    from vla.plugins import get_registry
+
+    wanted = tuple(_bare(n) for n in names)
+    for entry in get_registry().components.get("robots", {}).values():
+        try:
+            description = entry.spec.load_description()
+        except Exception:  # a plugin without a description, or one that fails to import: not this one
+            continue
+        if description is not None and tuple(description.joint_names) == wanted:
+            return from_description(description)
+    return None

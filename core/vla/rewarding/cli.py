@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +21,21 @@ def _overrides(pairs) -> dict:
         return parse_overrides(pairs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
+
+
+DEFAULT_PORT = 18080
+
+
+class ServeError(click.ClickException):
+    """A problem with what was asked (unknown rewarder, bad settings, busy port): one line, exit 2."""
+
+    exit_code = 2
+
+
+def _rewarder_settings(ctx: click.Context, name: str, overrides: dict):
+    from vla.rewarding.loading import rewarder_config
+
+    return rewarder_config(name, _config_path(ctx), overrides)
 
 
 def _check_name(ctx: click.Context, name: str, overrides: dict):
@@ -45,59 +58,107 @@ set_option = click.option(
 
 @click.command("serve-rewarder")
 @click.option("--rewarder", "name", required=True, help="Rewarder plugin name (see `vla plugins list`).")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="VLA_REWARDER_HOST",
-              help="Address to bind; 0.0.0.0 inside a container.")
-@click.option("--port", default=18080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--api-key", envvar="VLA_API_KEY", default=None, help="Require this key (default: $VLA_API_KEY).")
+@click.option("--host", default=None, envvar="VLA_REWARDER_HOST",
+              help="Address to bind, 0.0.0.0 inside a container [default: rewarder.host from vla.yaml, else 127.0.0.1].")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help=f"Port, 0 for any free one [default: rewarder.port from vla.yaml, else {DEFAULT_PORT}].")
+@click.option("--api-key", default=None, help="Require this key [default: rewarder.api_key from vla.yaml or $VLA_API_KEY].")
 @click.option("--ema", "ema_alpha", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Smooth scores per episode_id with this EMA weight of the newest score (off by default).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Override the rewarder's success threshold.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS private key (PEM).")
 @click.option("--max-body-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True)
 @click.option("--max-pixels", type=click.IntRange(64), default=4096 * 4096, show_default=True, help="Per image.")
+@click.option("--max-request-pixels", type=click.IntRange(64), default=16 * 1024 * 1024, show_default=True,
+              help="All frames of one request together, read from the image headers before decoding.")
 @click.option("--max-frames", type=click.IntRange(1), default=64, show_default=True, help="Per request.")
 @click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Items per /score/batch.")
+@click.option("--max-decodes", type=click.IntRange(1), default=2, show_default=True,
+              help="Requests decoding and scoring at once; the others wait without decoded pixels.")
+@click.option("--max-connections", type=click.IntRange(1), default=256, show_default=True,
+              help="Open connections beyond this are answered 503.")
 @set_option
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines as text or JSON [default: $VLA_LOG_FORMAT, else text].")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
-def serve_rewarder(ctx, name, host, port, api_key, ema_alpha, threshold, max_body_mb, max_pixels, max_frames,
-                   max_batch, overrides, verbose):
-    """Serve a rewarder over HTTP: POST /score, POST /score/batch, GET /healthz, GET /metrics."""
-    from vla.rewarding.requests import Limits
-    from vla.rewarding.service import RewarderService, make_server
+def serve_rewarder(ctx, name, host, port, api_key, ema_alpha, threshold, tls_cert, tls_key, max_body_mb, max_pixels,
+                   max_request_pixels, max_frames, max_batch, max_decodes, max_connections, overrides, log_format, verbose):
+    """Serve a rewarder over HTTP: POST /score, POST /score/batch, GET /healthz, GET /metrics.
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    spec, config = _check_name(ctx, name, _overrides(overrides))
+    Host, port and API key come from the flags, else from the lab config (`rewarder:` in
+    vla.yaml, `.env`, $VLA_API_KEY); the start-up line says where each came from. A key set
+    there is enforced: requests without it get 401.
+    """
+    import asyncio
+
+    import attrs
+
+    from vla.config import ConfigError, load_config
+    from vla.plugins import PluginError, UnknownComponent
+    from vla.rewarding.requests import Limits
+    from vla.rewarding.service import RewarderService
+    from vla.service.http import serve
+    from vla.service.limits import ServerLimits
+    from vla.service.logs import setup_logging
+    from vla.service.net import PortInUse, bind_listener, server_ssl_context
+    from vla.service.settings import server_endpoint
+
+    setup_logging("debug" if verbose else "info", log_format)
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        loaded = load_config(_config_path(ctx))
+    except ConfigError as exc:
+        raise ServeError(f"bad configuration: {exc}") from None
+    try:
+        spec, config = _rewarder_settings(ctx, name, _overrides(overrides))
+    except (UnknownComponent, PluginError) as exc:
+        raise ServeError(f"--rewarder {name}: {exc.args[0] if exc.args else exc}") from None
+    except (ConfigError, ValueError) as exc:
+        raise ServeError(f"bad settings for rewarder {name!r}: {exc}") from None
+    endpoint = server_endpoint(ctx, loaded, "rewarder", default_port=DEFAULT_PORT)
+    try:
+        ssl_context = server_ssl_context(tls_cert, tls_key) if tls_cert else None
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"cannot load the TLS certificate and key: {exc}") from None
     service = RewarderService(
         name,
         lambda: spec.build(config),
-        api_key=api_key,
+        api_key=endpoint.api_key.value,
         ema_alpha=ema_alpha,
         threshold=threshold,
-        limits=Limits(max_pixels=max_pixels, max_frames=max_frames, max_batch=max_batch),
+        limits=Limits(max_pixels=max_pixels, max_request_pixels=max_request_pixels, max_frames=max_frames,
+                      max_batch=max_batch, max_decodes=max_decodes),
         max_body_bytes=int(max_body_mb * 1024 * 1024),
+        server_limits=attrs.evolve(ServerLimits(), max_connections=max_connections),
     )
     try:
-        server = make_server(service, host, port)
+        sock = bind_listener(endpoint.host.value, endpoint.port.value, service.server_limits.backlog)
+    except PortInUse as exc:
+        raise ServeError(f"{exc} (port from {endpoint.port.source})") from None
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
-    # SIGTERM (docker stop) ends serve_forever like Ctrl-C does
-    signal.signal(signal.SIGTERM, _interrupt)
-    service.load_in_background()
-    click.echo(
-        f"rewarder {name!r} on http://{host}:{port} (POST /score, /score/batch; GET /healthz, /metrics)"
-        + ("; API key required" if api_key else ""),
-        err=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        raise ServeError(str(exc)) from None
 
+    async def main() -> None:
+        import signal
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: docker stop
+            loop.add_signal_handler(sig, stop.set)
+        served = await serve(service.make_app(), endpoint.host.value, endpoint.port.value, ssl=ssl_context, sock=sock)
+        service.load_in_background()
+        click.echo(
+            f"vla serve-rewarder: rewarder {name!r} on {served.url} (POST /score, /score/batch; GET /healthz, /metrics; "
+            f"{endpoint.describe()})",
+            err=True,
+        )
+        await stop.wait()
+        click.echo("vla serve-rewarder: stopping", err=True)
+        await served.close()
+
+    asyncio.run(main())
 
 
 @click.group("rewarder")

@@ -4,17 +4,17 @@
 ``score(frames, goal) -> Score``), so calibration and training code can use a remote rewarder
 exactly like an in-process one.
 
-    client = RewarderClient("http://gpu-host:18080", api_key=os.environ.get("VLA_API_KEY"))
+    client = RewarderClient("http://gpu-host:18080", api_key=os.environ.get("VLA_API_KEY"), arm="arm01")
     result = client.score([frame], "put the red cube in the blue bowl", episode_id="ep-7")
 
 Frames go as PNG (default) or JPEG in base64 JSON, or as raw uint8 arrays in msgpack
-(``encoding="msgpack"``: no image codec on either side, larger bodies). The connection is
-kept alive per thread; connection failures and 502/503 answers are retried with backoff.
+(``encoding="msgpack"``: no image codec on either side, larger bodies). Transport is the kit's
+httpx client (vla.service.httpclient): kept-alive connections, and connection failures and
+502/503/504 answers retried with backoff.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
@@ -26,8 +26,6 @@ import numpy as np
 from vla.rewarder import Score
 from vla.rewarding.errors import RewarderError
 from vla.rewarding.frames import to_base64
-
-RETRY_STATUSES = (502, 503)
 
 
 def as_frame_list(frames: Any) -> list[np.ndarray]:
@@ -52,70 +50,59 @@ class RewarderClient:
         encoding: str = "png",
         retries: int = 2,
         backoff_s: float = 0.5,
+        *,
+        arm: str | None = None,
+        ca_file: str | None = None,
     ):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"rewarder URL must be http:// or https://, got {url!r}")
         if encoding not in ("png", "jpeg", "msgpack"):
             raise ValueError(f"encoding must be png, jpeg or msgpack, got {encoding!r}")
-        self.url = url
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._prefix = parts.path.rstrip("/")
+        self.url = url if "://" in url else f"http://{url}"
         self.api_key = api_key
+        self.arm = arm
         self.timeout = timeout
         self.encoding = encoding
         self.retries = retries
         self.backoff_s = backoff_s
-        self._local = threading.local()
+        self.ca_file = ca_file
+        self._local = threading.local()  # httpx clients are not shared between threads here
         self._threshold: float | None = None
 
     # ------------------------------------------------------------------ transport
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from vla.service.httpclient import Retry, make_client
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+            client = make_client(
+                self.url.rstrip("/"), api_key=self.api_key, arm=self.arm, timeout=self.timeout,
+                verify=self.ca_file or True,
+                retry=Retry(attempts=self.retries + 1, backoff_s=self.backoff_s, max_backoff_s=max(4.0, self.backoff_s)),
+            )
+            self._local.client = client
+        return client
 
     def close(self) -> None:
-        self._drop_connection()
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, str, bytes]:
-        """One HTTP exchange, retried on connection loss and 502/503; returns (status, content type, body)."""
-        headers = {}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Api-Key {self.api_key}"
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                conn = self._connection()
-                conn.request(method, self._prefix + path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.getheader("Connection", "").lower() == "close":
-                    self._drop_connection()
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                self._drop_connection()
-                last_error = exc
-                continue
-            if resp.status in RETRY_STATUSES and attempt < self.retries:
-                last_error = _error_from(resp.status, data)
-                continue
-            return resp.status, resp.getheader("Content-Type", ""), data
-        if isinstance(last_error, RewarderError):
-            raise last_error
-        raise ConnectionError(f"rewarder at {self.url} is unreachable: {last_error}") from last_error
+        """One HTTP exchange, retried on connection loss and 502/503/504; returns (status, content type, body).
+
+        Raises ``ConnectionError`` (naming the URL and cause) when the service cannot be reached.
+        """
+        from vla.service.httpclient import ServiceUnreachable
+
+        headers = {"Content-Type": content_type or "application/json"} if body is not None else None
+        try:
+            response = self._client().request(method, path, content=body, headers=headers)
+        except ServiceUnreachable as exc:
+            raise ConnectionError(f"rewarder at {self.url} is unreachable: {exc.cause}") from None
+        return response.status_code, response.headers.get("Content-Type", ""), response.content
 
     def _json_call(self, method: str, path: str, payload: Any = None, msgpack_body: bytes | None = None) -> Any:
         if msgpack_body is not None:

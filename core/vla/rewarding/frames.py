@@ -6,9 +6,11 @@ Accepted forms of one frame:
 - in msgpack bodies, an ndarray encoded the way openpi-client's msgpack_numpy encodes it
   (decoded by vla.protocol.codec), uint8, HxWx3, or NxHxWx3 for a whole clip.
 
-Nothing here unpickles or evaluates anything. Image sizes are read from the file header
-before decoding, so a small file claiming a huge image (a decompression bomb) is refused
-without allocating it. Decoding uses Pillow.
+Nothing here unpickles or evaluates anything. Decoding is two steps: ``probe`` reads each
+image's size from its file header (no pixels), so that the service can refuse a request whose
+images add up to too many pixels before it decodes any of them (a 523 KB body of black
+4096x4096 PNGs once took the old service to 1 GB), and only then ``decode``. Decoding uses
+Pillow.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Any
+from typing import Any, Union
 
+import attrs
 import numpy as np
 
 from vla.rewarding.errors import BadRequest, TooLarge
@@ -50,8 +53,23 @@ def decode_base64(text: str, where: str) -> bytes:
         raise BadRequest("bad_base64", f"{where}: not valid base64 ({exc})") from None
 
 
-def decode_image_bytes(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """PNG or JPEG bytes -> HxWx3 uint8 RGB, refusing images over ``max_pixels`` before decoding."""
+@attrs.frozen
+class EncodedImage:
+    """A PNG or JPEG whose header has been read and checked; its pixels are not decoded yet."""
+
+    data: bytes
+    where: str
+    fmt: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def probe_image(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> EncodedImage:
+    """Read a PNG or JPEG's size from its header and check it against ``max_pixels``; no decoding."""
     fmt = sniff_format(data)
     if fmt is None:
         raise BadRequest("bad_image", f"{where}: not a PNG or JPEG image (first bytes {data[:8]!r})")
@@ -60,22 +78,37 @@ def decode_image_bytes(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PI
     try:
         with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as img:
             width, height = img.size  # from the header; pixels are not decoded yet
-            if width * height > max_pixels:
-                raise TooLarge(
-                    "image_too_large",
-                    f"{where}: {width}x{height} pixels is over the limit of {max_pixels} pixels",
-                )
-            if min(width, height) < MIN_SIDE:
-                raise BadRequest("bad_image", f"{where}: {width}x{height} is too small (min side {MIN_SIDE})")
-            rgb = img.convert("RGB")
-            rgb.load()
-    except (TooLarge, BadRequest):
-        raise
-    except Image.DecompressionBombError as exc:
-        raise TooLarge("image_too_large", f"{where}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for corrupt files
         raise BadRequest("bad_image", f"{where}: cannot decode the {fmt.upper()} image ({exc})") from None
+    if width * height > max_pixels:
+        raise TooLarge("image_too_large", f"{where}: {width}x{height} pixels is over the limit of {max_pixels} pixels")
+    if min(width, height) < MIN_SIDE:
+        raise BadRequest("bad_image", f"{where}: {width}x{height} is too small (min side {MIN_SIDE})")
+    return EncodedImage(data, where, fmt, width, height)
+
+
+def decode_probed(image: EncodedImage) -> np.ndarray:
+    """The pixels of a probed image as HxWx3 uint8 RGB."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(image.data), formats=["PNG", "JPEG"]) as img:
+            if img.size != (image.width, image.height):
+                raise BadRequest("bad_image", f"{image.where}: the image changed size between reads")
+            rgb = img.convert("RGB")
+            rgb.load()
+    except BadRequest:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise TooLarge("image_too_large", f"{image.where}: {exc}") from None
+    except Exception as exc:  # truncated data shows only when the pixels are read
+        raise BadRequest("bad_image", f"{image.where}: cannot decode the {image.fmt.upper()} image ({exc})") from None
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_image_bytes(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG or JPEG bytes -> HxWx3 uint8 RGB, refusing images over ``max_pixels`` before decoding."""
+    return decode_probed(probe_image(data, where, max_pixels))
 
 
 def check_array(array: np.ndarray, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -92,18 +125,27 @@ def check_array(array: np.ndarray, where: str, max_pixels: int = DEFAULT_MAX_PIX
     return array
 
 
-def frames_from_payload(value: Any, where: str, max_pixels: int, max_frames: int) -> list[np.ndarray]:
-    """One frame or a list of frames in any accepted form -> a list of HxWx3 uint8 arrays."""
+Frame = Union[EncodedImage, np.ndarray]
+
+
+def frame_pixels(frame: Frame) -> int:
+    if isinstance(frame, EncodedImage):
+        return frame.pixels
+    return int(frame.shape[0]) * int(frame.shape[1])
+
+
+def probe_frames(value: Any, where: str, max_pixels: int, max_frames: int) -> list[Frame]:
+    """One frame or a list of frames in any accepted form -> arrays and probed (undecoded) images."""
     items = value if isinstance(value, list) else [value]
     if not items:
         raise BadRequest("no_frames", f"{where}: expected at least one frame")
-    frames: list[np.ndarray] = []
+    frames: list[Frame] = []
     for i, item in enumerate(items):
         here = f"{where}[{i}]" if isinstance(value, list) else where
         if isinstance(item, str):
-            frames.append(decode_image_bytes(decode_base64(item, here), here, max_pixels))
+            frames.append(probe_image(decode_base64(item, here), here, max_pixels))
         elif isinstance(item, (bytes, bytearray)):
-            frames.append(decode_image_bytes(bytes(item), here, max_pixels))
+            frames.append(probe_image(bytes(item), here, max_pixels))
         elif isinstance(item, np.ndarray):
             array = check_array(item, here, max_pixels)
             frames.extend(list(array) if array.ndim == 4 else [array])
@@ -117,6 +159,15 @@ def frames_from_payload(value: Any, where: str, max_pixels: int, max_frames: int
     if not frames:
         raise BadRequest("no_frames", f"{where}: expected at least one frame")
     return frames
+
+
+def decode_frames(frames: list[Frame]) -> list[np.ndarray]:
+    return [decode_probed(f) if isinstance(f, EncodedImage) else f for f in frames]
+
+
+def frames_from_payload(value: Any, where: str, max_pixels: int, max_frames: int) -> list[np.ndarray]:
+    """``probe_frames`` then ``decode_frames``: for callers with no pixel budget of their own."""
+    return decode_frames(probe_frames(value, where, max_pixels, max_frames))
 
 
 def encode_image(frame: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:

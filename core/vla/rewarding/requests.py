@@ -18,10 +18,9 @@ import json
 from typing import Any
 
 import attrs
-import numpy as np
 
-from vla.rewarding.errors import BadRequest, RewarderError
-from vla.rewarding.frames import frames_from_payload
+from vla.rewarding.errors import BadRequest, RewarderError, TooLarge
+from vla.rewarding.frames import Frame, decode_frames, frame_pixels, probe_frames
 
 JSON_TYPES = ("application/json",)
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
@@ -32,17 +31,39 @@ KNOWN_FIELDS = {"goal", "frames", "frame", "episode_id", "reset"}
 
 @attrs.frozen
 class Limits:
-    max_pixels: int = 4096 * 4096
-    max_frames: int = 64
-    max_batch: int = 64
+    max_pixels: int = 4096 * 4096  # per image
+    # Per HTTP request, all items and frames together, counted from the image headers before
+    # anything is decoded: 16 Mpx decode to 48 MB of RGB (64 frames of 512x512, or one 4096x4096).
+    max_request_pixels: int = 16 * 1024 * 1024
+    max_frames: int = 64  # per score request (one item of a batch)
+    max_batch: int = 64  # items per /score/batch
+    max_decodes: int = 2  # requests decoding at once, across all connections
 
 
 @attrs.frozen
 class ScoreRequest:
-    frames: list[np.ndarray]
+    frames: list[Frame]  # arrays, or probed images until ``decoded()``
     goal: str
     episode_id: str | None = None
     reset: bool = False
+
+    @property
+    def pixels(self) -> int:
+        return sum(frame_pixels(f) for f in self.frames)
+
+    def decoded(self) -> ScoreRequest:
+        return attrs.evolve(self, frames=decode_frames(self.frames))
+
+
+def check_pixel_budget(requests: list[ScoreRequest], limits: Limits) -> None:
+    """Refuse (413) a request whose frames add up to more than ``max_request_pixels``, undecoded."""
+    total = sum(r.pixels for r in requests)
+    if total > limits.max_request_pixels:
+        frames = sum(len(r.frames) for r in requests)
+        raise TooLarge(
+            "too_many_pixels",
+            f"the request's {frames} frame(s) hold {total} pixels; the limit per request is {limits.max_request_pixels}",
+        )
 
 
 def media_type(content_type: str | None) -> str:
@@ -97,7 +118,7 @@ def parse_score_request(obj: Any, limits: Limits, where: str = "body") -> ScoreR
         payload, name = _get(obj, "frame"), "frame"
     if payload is None:
         raise BadRequest("missing_frames", f"{where}: the 'frames' field (one frame or a list) is required")
-    frames = frames_from_payload(payload, f"{where}.{name}", limits.max_pixels, limits.max_frames)
+    frames = probe_frames(payload, f"{where}.{name}", limits.max_pixels, limits.max_frames)
     episode_id = _get(obj, "episode_id")
     if episode_id is not None and (not isinstance(episode_id, str) or len(episode_id) > MAX_EPISODE_ID_CHARS):
         raise BadRequest(

@@ -1,71 +1,110 @@
 """The policy server behind `vla serve`: one port for the websocket protocol, /healthz and /metrics.
 
-Life cycle (as Cog does it): the port opens at once and `/healthz` answers ``starting`` while
-the backend warms up in the model thread, then ``ready`` (HTTP 200), or ``failed`` with the
-reason (HTTP 503) if warm-up raised. A websocket client that connects while the server is
+Life cycle (vla.service.lifecycle): the port opens at once and `/healthz` answers ``starting``
+while the backend warms up in the model thread, then ``ready`` (HTTP 200), or ``failed`` with
+the reason (HTTP 503) if warm-up raised. A websocket client that connects while the server is
 starting gets its metadata frame as soon as the server is ready.
 
 Per connection: the metadata frame, then one reply per request, in order. A bad request (text
 frame, broken msgpack, disallowed dtype, wrong keys, types or shapes) gets an error frame and
 the connection stays open. Only a message over the size limit closes it, with code 1009 and
-the reason, because the websocket layer stops reading it. Nothing a client sends can stop the
-server or disturb other connections. /healthz and /metrics need no API key (probes, scrapers).
+the reason. Nothing a client sends can stop the server or disturb other connections.
+/healthz and /metrics need no API key (probes, scrapers).
+
+The websocket layer is picows (a Cython websocket on asyncio's transports): each message is
+decoded inside the callback that delivers it, straight from the read buffer, and each reply
+is sent from the callback that completes it, with no task per request. Against the
+``websockets`` library this took the loopback round trip of a 1.8 MB observation from 2.4x
+to under 2x the raw-TCP floor (bench/transport.py). HTTP requests on the same port (health,
+metrics) are answered at the handshake, as picows allows, and closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import http
+import collections
 import json
 import logging
 import ssl as ssl_module
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qs
 
-import websockets
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.http11 import Request as HttpRequest
-from websockets.http11 import Response as HttpResponse
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
 
 from vla.protocol import PROTOCOL_VERSION
 from vla.protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, decode_map, encode
 from vla.protocol.errors import BAD_FRAME, ProtocolError
+from vla.protocol.frames import MessageAssembler
 from vla.protocol.jpeg import decode_jpeg, jpeg_available
 from vla.protocol.memory import keep_large_buffers
 from vla.protocol.messages import check_request, make_error, make_metadata, make_reply, peek_request_id
 from vla.serving.batcher import Batcher
-from vla.serving.metrics import ServerMetrics
+from vla.service.auth import ApiKeyCheck, Unauthorized
+from vla.service.lifecycle import FAILED, READY, STARTING, Lifecycle
+from vla.service.limits import ServerLimits
+from vla.service.logs import log_event
+from vla.service.metrics import ARM_HEADER, ARM_QUERY, CONTENT_TYPE, ServiceMetrics
+from vla.service.net import bind_listener, server_ssl_context
 
 log = logging.getLogger("vla.serving")
 
-STARTING, READY, FAILED = "starting", "ready", "failed"
+
+class _ClientFaults(logging.Filter):
+    """picows logs a client's protocol violations (an oversized frame, a bad close code) at ERROR;
+    they are the client's fault and the server goes on, so they are logged at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "parser error" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("picows.server").addFilter(_ClientFaults())
+
+__all__ = ["FAILED", "READY", "STARTING", "PolicyServer", "make_ssl_context"]
+
 INTERNAL_ERROR = "internal_error"
-READ_BYTES = 4 * 1024 * 1024  # socket read size per event-loop wake-up
 ACTIVE_WINDOW_S = 2.0  # a connection that sent a request this recently counts as an active arm
+MAX_PIPELINED = 8  # requests a connection may have waiting behind the one in progress
+WS_ROUTE = "ws"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
-
-def api_key_from_header(value: str | None) -> str | None:
-    """The key in ``Authorization: Api-Key K`` (what openpi-client sends) or ``Bearer K``."""
-    if not value:
-        return None
-    scheme, _, key = value.strip().partition(" ")
-    if scheme.lower() in ("api-key", "bearer") and key.strip():
-        return key.strip()
-    return None
+make_ssl_context = server_ssl_context  # the name vla serve used before the service kit
 
 
 def _close_reason(text: str) -> str:
     """A close reason fits in 123 bytes of UTF-8."""
-    data = text.encode("utf-8")[:120]
-    return data.decode("utf-8", "ignore")
+    return text.encode("utf-8")[:120].decode("utf-8", "ignore")
 
 
-def make_ssl_context(cert: str, key: str) -> ssl_module.SSLContext:
-    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+def _backend_name(backend) -> str:
+    """The name a backend reports (the metrics' policy label), for servers not given one."""
+    try:
+        return str(backend.info().name)
+    except Exception:
+        return type(backend).__name__
+
+
+def _http(status: int, body: str, content_type: str, headers: dict[str, str] | None = None):
+    data = body.encode("utf-8")
+    extra = {"Content-Type": content_type, **(headers or {})}
+    if status < 400:
+        response = WSUpgradeResponse.create_ok_response(data, extra)
+    else:
+        response = WSUpgradeResponse.create_error_response(status, data, extra)
+    return WSUpgradeResponseWithListener(response, None)
 
 
 class PolicyServer:
@@ -83,68 +122,102 @@ class PolicyServer:
         ssl: ssl_module.SSLContext | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         name: str | None = None,
+        limits: ServerLimits | None = None,
+        key_map: dict[str, str] | None = None,
+        sock=None,
     ):
         self.backend = backend
         self.host = host
         self.requested_port = port
         self.requested_max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
-        self.api_key = api_key or None
+        self.auth = ApiKeyCheck(api_key)
         self.ssl = ssl
         self.max_message_bytes = max_message_bytes
-        self.name = name or type(backend).__name__
-        self.state = STARTING
-        self.reason = "warming up the policy"
+        self.limits = limits or ServerLimits()
+        # A client's keys -> vla's (the reverse of `vla run --adapter`): openpi's example
+        # clients send observation/image, ..., prompt. Keys not in the map pass unchanged.
+        self.key_map = dict(key_map or {})
+        self.name = name or _backend_name(backend)
+        self.metrics = ServiceMetrics("vla_policy", "policy", self.name, connection_labels=("arm",))
+        self.infer_seconds = self.metrics.histogram("infer_seconds", "Duration of one batched model call.")
+        self.batch_size = self.metrics.histogram("batch_size", "Observations per model call.", buckets=BATCH_BUCKETS)
+        self.lifecycle = Lifecycle("policy", self.name, self.metrics, reason="warming up the policy")
         self.metadata: dict[str, Any] | None = None
-        self.metrics = ServerMetrics(self.name)
+        self.metadata_frame: bytes | None = None
         # One model thread: backends need not be thread-safe, and calls never overlap.
         self.model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-model")
         self.decode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vla-decode")
         self.batcher: Batcher | None = None
-        self._server: Server | None = None
-        self._settled: asyncio.Event | None = None
+        self._server: asyncio.Server | None = None
+        self._sock = sock  # a listening socket bound by the caller, or None: bound in start()
         self._warmup_task: asyncio.Task | None = None
+        self._connections: set[_Connection] = set()
         self._last_request: dict[int, float] = {}  # id(connection) -> time of its last request
 
     # ------------------------------------------------------------------ life cycle
 
     @property
+    def state(self) -> str:
+        return self.lifecycle.state
+
+    @property
+    def reason(self) -> str:
+        return self.lifecycle.reason
+
+    @property
+    def api_key(self) -> bool:
+        return self.auth.enabled
+
+    @property
     def port(self) -> int:
         """The bound port (useful with port=0)."""
-        assert self._server is not None, "server not started"
-        return self._server.sockets[0].getsockname()[1]
+        assert self._sock is not None, "server not started"
+        return self._sock.getsockname()[1]
 
     @property
     def url(self) -> str:
         return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}"
 
+    def bind(self) -> None:
+        """Take the port now (``PortInUse`` when it is taken), before anything slow happens."""
+        if self._sock is None:
+            self._sock = bind_listener(self.host, self.requested_port, self.limits.backlog)
+
     async def start(self) -> None:
         keep_large_buffers()
-        self._settled = asyncio.Event()
-        self._server = await serve(
-            self._handle,
-            self.host,
-            self.requested_port,
-            process_request=self._process_request,
-            compression=None,  # images and floats barely compress; deflate would cost milliseconds
-            max_size=self.max_message_bytes,
+        self.bind()
+        self._server = await ws_create_server(
+            self._route,
+            sock=self._sock,
             ssl=self.ssl,
-            server_header=f"vla-serve websockets/{websockets.__version__}",
+            backlog=self.limits.backlog,
+            # a slow-loris handshake is dropped after this; so is an HTTP request that never ends
+            websocket_handshake_timeout=self.limits.header_timeout_s,
+            max_frame_size=self.max_message_bytes,
+            # picows doubles the read buffer as a message needs (an arm's 1.8 MB requests) and keeps
+            # it; idle connections (up to max_connections of them) stay at this
+            read_buffer_init_size=64 * 1024,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=30.0,
+            auto_ping_reply_timeout=30.0,
+            logger_name="server",
         )
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="vla-warmup")
-        log.info("listening on %s (policy %s: %s)", self.url, self.name, self.state)
+        log_event(log, "listening", url=self.url, policy=self.name, state=self.state,
+                  auth="api-key" if self.auth.enabled else "none")
 
     async def wait_settled(self, timeout: float | None = None) -> str:
         """Wait until warm-up finished (ready or failed); returns the state."""
-        assert self._settled is not None
-        await asyncio.wait_for(self._settled.wait(), timeout)
-        return self.state
+        return await self.lifecycle.wait_settled(timeout)
 
     async def stop(self) -> None:
         if self._warmup_task is not None and not self._warmup_task.done():
             self._warmup_task.cancel()
         if self._server is not None:
             self._server.close()
+            for connection in list(self._connections):
+                connection.close(WSCloseCode.GOING_AWAY, "server stopping")
             await self._server.wait_closed()
         if self.batcher is not None:
             await self.batcher.stop()
@@ -162,14 +235,13 @@ class PolicyServer:
         loop = asyncio.get_running_loop()
         try:
             info = await loop.run_in_executor(self.model_executor, self.backend.info)
-            self.name = info.name
-            self.metrics.policy = info.name
             await loop.run_in_executor(self.model_executor, self.backend.warmup)
             # The backend's own max_batch is what it can take; --max-batch may only lower it.
             max_batch = max(1, min(self.requested_max_batch or info.max_batch, info.max_batch))
             self.metadata = make_metadata(
                 info, max_batch=max_batch, max_message_bytes=self.max_message_bytes, jpeg=jpeg_available()
             )
+            self.metadata_frame = bytes(encode(self.metadata))
             self.batcher = Batcher(
                 self.backend,
                 self.model_executor,
@@ -180,14 +252,13 @@ class PolicyServer:
                 on_batch=self._on_batch,
             )
             self.batcher.start()
-            self.state, self.reason = READY, ""
-            self.metrics.ready = 1
-            log.info("policy %s ready on %s (max batch %d)", info.name, self.url, max_batch)
+            self.lifecycle.ready()
+            log_event(log, "ready", policy=info.name, url=self.url, max_batch=max_batch)
         except Exception as exc:
-            self.state, self.reason = FAILED, f"{type(exc).__name__}: {exc}"
+            self.lifecycle.fail(f"{type(exc).__name__}: {exc}")
             log.exception("policy %s failed to start", self.name)
-        finally:
-            self._settled.set()
+        for connection in list(self._connections):
+            connection.settled()
 
     def _active_clients(self) -> int:
         """Connections that sent a request lately: the ones worth waiting for when batching.
@@ -196,102 +267,59 @@ class PolicyServer:
         return max(1, sum(1 for seen in self._last_request.values() if seen >= horizon))
 
     def _on_batch(self, size: int, infer_ms: float) -> None:
-        self.metrics.batch_size.observe(size)
-        self.metrics.infer_latency.observe(infer_ms / 1000.0)
+        self.batch_size.observe(size)
+        self.infer_seconds.observe(infer_ms / 1000.0)
 
-    # ------------------------------------------------------------------ HTTP
+    # ------------------------------------------------------------------ HTTP and the handshake
 
     def health(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.state, "policy": self.name, "protocol": PROTOCOL_VERSION}
-        if self.reason:
-            body["reason"] = self.reason
-        return body
+        return self.lifecycle.health(protocol=PROTOCOL_VERSION, auth="api-key" if self.auth.enabled else "none")
 
-    def _process_request(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
-        path = request.path.split("?", 1)[0]
+    def _route(self, request: WSUpgradeRequest):
+        path, _, query = request.path.decode("latin-1").partition("?")
         if path == "/healthz":
-            status = http.HTTPStatus.OK if self.state == READY else http.HTTPStatus.SERVICE_UNAVAILABLE
-            return self._respond(connection, status, json.dumps(self.health()) + "\n", "application/json")
+            return _http(self.lifecycle.http_status, json.dumps(self.health()) + "\n", "application/json")
         if path == "/metrics":
-            return self._respond(
-                connection, http.HTTPStatus.OK, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"
-            )
-        if self.api_key is not None:
-            given = api_key_from_header(request.headers.get("Authorization"))
-            if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
-                self.metrics.error("unauthorized")
-                why = "missing API key" if given is None else "wrong API key"
-                response = self._respond(
-                    connection,
-                    http.HTTPStatus.UNAUTHORIZED,
-                    f"{why}: send 'Authorization: Api-Key <key>' or 'Authorization: Bearer <key>'\n",
-                    "text/plain; charset=utf-8",
-                )
-                response.headers["WWW-Authenticate"] = 'Bearer realm="vla"'
-                return response
-        return None
-
-    @staticmethod
-    def _respond(connection: ServerConnection, status: http.HTTPStatus, body: str, content_type: str) -> HttpResponse:
-        response = connection.respond(status, body)
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = content_type
-        return response
-
-    # ------------------------------------------------------------------ websocket
-
-    async def _handle(self, connection: ServerConnection) -> None:
-        self.metrics.connections += 1
-        # asyncio reads 256 KiB per wake-up; a 1.8 MB request would take eight loop turns.
-        if isinstance(getattr(connection.transport, "max_size", None), int):
-            connection.transport.max_size = READ_BYTES
+            body, content_type = self.metrics.render()
+            return _http(200, body.decode("utf-8"), content_type)
+        params = parse_qs(query) if query else {}
+        arm = self.metrics.arm(request.headers.get(ARM_HEADER) or (params.get(ARM_QUERY) or [None])[0])
+        if request.method != b"GET":
+            return _http(405, f"{request.method.decode('latin-1')} is not served here; open a websocket with GET\n",
+                         "text/plain; charset=utf-8", {"Allow": "GET"})
         try:
-            await self._settled.wait()
-            if self.state != READY:
-                await connection.close(1011, _close_reason(f"policy failed to start: {self.reason}"))
-                return
-            await connection.send(encode(self.metadata))
-            async for raw in connection:
-                started = time.perf_counter()
-                self._last_request[id(connection)] = started
-                reply = await self._answer(raw, started)
-                await connection.send(encode(reply))
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.metrics.connections -= 1
-            self._last_request.pop(id(connection), None)
+            self.auth.check(request.headers.get("Authorization"))
+        except Unauthorized as exc:
+            self.metrics.errors.labels(arm, exc.code).inc()
+            log_event(log, "refused", arm=arm, code=exc.code, reason=exc.reason)
+            return _http(401, exc.message + "\n", "text/plain; charset=utf-8", {"WWW-Authenticate": 'Bearer realm="vla"'})
+        if len(self._connections) >= self.limits.max_connections:
+            self.metrics.errors.labels(arm, "too_many_connections").inc()
+            return _http(503, "the server is at its connection limit; retry shortly\n", "text/plain; charset=utf-8",
+                         {"Retry-After": "1"})
+        return _Connection(self, arm)
 
-    async def _answer(self, raw: bytes | str, started: float) -> dict[str, Any]:
+    # ------------------------------------------------------------------ requests
+
+    def prepare(self, raw: memoryview | bytes, connection: _Connection):
+        """Decode and check one message, inside the frame callback. Returns the checked request,
+        or an error reply; raises nothing."""
         request_id = None
         try:
-            if isinstance(raw, str):
-                raise ProtocolError(BAD_FRAME, "expected a binary msgpack frame, got a text frame")
             message = decode_map(raw, self.max_message_bytes)
             request_id = peek_request_id(message)
-            request = check_request(message, self.metadata)
-            if request.jpeg:
-                await self._decode_jpeg(request)
-            result = await self.batcher.submit(request)
+            if self.key_map:
+                message = {self.key_map.get(k, k): v for k, v in message.items()}
+            return check_request(message, self.metadata)
         except ProtocolError as exc:
-            self.metrics.error(exc.code)
+            connection.count_error(exc.code)
             return make_error(exc.code, exc.message, request_id)
         except Exception as exc:  # a bug of ours: report it, keep the connection and the server
-            log.exception("unexpected error while answering a request")
-            self.metrics.error(INTERNAL_ERROR)
+            log.exception("unexpected error while checking a request")
+            connection.count_error(INTERNAL_ERROR)
             return make_error(INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}", request_id)
-        total_s = time.perf_counter() - started
-        self.metrics.requests += 1
-        self.metrics.request_latency.observe(total_s)
-        timing = {
-            "infer_ms": result.infer_ms,
-            "queue_ms": result.queue_ms,
-            "total_ms": total_s * 1000.0,
-            "batch_size": result.batch_size,
-        }
-        return make_reply(result.actions, request, timing)
 
-    async def _decode_jpeg(self, request) -> None:
+    async def decode_jpeg(self, request) -> None:
         loop = asyncio.get_running_loop()
         cameras = self.metadata["cameras"]
         prefix = "observation.images."
@@ -304,3 +332,175 @@ class PolicyServer:
         )
         for key, image in zip(keys, images):
             request.observation[key] = image
+
+
+class _Connection(WSListener):
+    """One client: its messages in order, one in progress at a time, replies from callbacks."""
+
+    def __init__(self, server: PolicyServer, arm: str):
+        super().__init__()
+        self.server = server
+        self.arm = arm
+        self.transport: WSTransport | None = None
+        self._assembler = MessageAssembler(server.max_message_bytes)
+        self._queue: collections.deque = collections.deque()  # (checked request or error reply, arrival time)
+        self._busy = False
+        self._paused = False
+        self._metadata_sent = False
+        self._future: asyncio.Future | None = None  # the request in the batcher, if any
+        self._ok = server.metrics.requests.labels(arm, WS_ROUTE, "ok")
+        self._latency = server.metrics.latency.labels(arm, WS_ROUTE)
+
+    # ------------------------------------------------------------------ picows callbacks
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.server._connections.add(self)
+        self.server.metrics.connections.labels(self.arm).inc()
+        if self.server.lifecycle.settled:
+            self.settled()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        server = self.server
+        if self in server._connections:
+            server._connections.discard(self)
+            server.metrics.connections.labels(self.arm).dec()
+        server._last_request.pop(id(self), None)
+        self._queue.clear()
+        if self._future is not None and not self._future.done():
+            self._future.cancel()  # the batcher skips requests nobody waits for
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if transport.is_close_frame_sent:
+            # picows goes on parsing what arrives in the 10 ms between its close frame (an
+            # oversized frame, a protocol error) and the disconnect; none of it is answered
+            return
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if kind in (WSMsgType.PING, WSMsgType.PONG):
+            return
+        message = self._assembler.feed(frame)
+        if message is not None:
+            self._received(*message)
+
+    # ------------------------------------------------------------------ state
+
+    def settled(self) -> None:
+        """The server finished warming up: send the metadata, or close with the failure."""
+        transport = self.transport
+        if transport is None or self._metadata_sent or transport.is_close_frame_sent:
+            return
+        if self.server.state != READY:
+            self.close(WSCloseCode.INTERNAL_ERROR, f"policy failed to start: {self.server.reason}")
+            return
+        self._metadata_sent = True
+        transport.send(WSMsgType.BINARY, self.server.metadata_frame)
+        self._next()
+
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_close_frame_sent:
+            self.transport.send_close(code, _close_reason(reason).encode("utf-8"))
+            self.transport.disconnect()
+
+    def count_error(self, code: str) -> None:
+        self.server.metrics.errors.labels(self.arm, code).inc()
+        self.server.metrics.requests.labels(self.arm, WS_ROUTE, code).inc()
+
+    # ------------------------------------------------------------------ requests, in order
+
+    def _received(self, data: memoryview, text: bool) -> None:
+        started = time.perf_counter()
+        server = self.server
+        server._last_request[id(self)] = started
+        if not self._metadata_sent:
+            # Clients wait for the metadata before they send; one that does not is told so.
+            self.count_error("not_ready")
+            item = make_error("not_ready", f"the server is {server.state}; wait for the metadata frame")
+        elif text:
+            self.count_error(BAD_FRAME)
+            item = make_error(BAD_FRAME, "expected a binary msgpack frame, got a text frame")
+        else:
+            item = server.prepare(data, self)  # decoded now: the read buffer is reused after this call
+        self._queue.append((item, started))
+        if len(self._queue) > MAX_PIPELINED and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.underlying_transport.pause_reading()
+        if not self._busy:
+            self._next()
+
+    def _next(self) -> None:
+        while self._queue and not self._busy:
+            item, started = self._queue.popleft()
+            if isinstance(item, dict):  # an error reply: it goes out in its turn
+                self._send(item)
+                continue
+            self._busy = True
+            if item.jpeg:
+                asyncio.get_running_loop().create_task(self._decode_then_submit(item, started))
+            else:
+                self._submit(item, started)
+        if self._paused and len(self._queue) <= MAX_PIPELINED // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.underlying_transport.resume_reading()
+
+    def _submit(self, request, started: float) -> None:
+        future = self._future = self.server.batcher.submit_nowait(request)
+        future.add_done_callback(lambda done: self._answered(done, request, started))
+
+    async def _decode_then_submit(self, request, started: float) -> None:
+        try:
+            await self.server.decode_jpeg(request)
+        except ProtocolError as exc:
+            self.count_error(exc.code)
+            self._finish(make_error(exc.code, exc.message, request.request_id))
+            return
+        except Exception as exc:
+            log.exception("JPEG decoding failed")
+            self.count_error(INTERNAL_ERROR)
+            self._finish(make_error(INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}", request.request_id))
+            return
+        self._submit(request, started)
+
+    def _answered(self, future: asyncio.Future, request, started: float) -> None:
+        self._future = None
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            total_s = time.perf_counter() - started
+            self._ok.inc()
+            self._latency.observe(total_s)
+            timing = {
+                "infer_ms": result.infer_ms,
+                "queue_ms": result.queue_ms,
+                "total_ms": total_s * 1000.0,
+                "batch_size": result.batch_size,
+            }
+            reply = make_reply(result.actions, request, timing)
+        elif isinstance(error, ProtocolError):
+            self.count_error(error.code)
+            reply = make_error(error.code, error.message, request.request_id)
+        else:
+            log.error("request failed: %s: %s", type(error).__name__, error)
+            self.count_error(INTERNAL_ERROR)
+            reply = make_error(INTERNAL_ERROR, f"{type(error).__name__}: {str(error)[:300]}", request.request_id)
+        self._finish(reply)
+
+    def _finish(self, reply: dict) -> None:
+        self._busy = False
+        self._send(reply)
+        self._next()
+
+    def _send(self, reply: dict) -> None:
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent or transport.is_disconnected:
+            return
+        try:
+            transport.send(WSMsgType.BINARY, encode(reply))
+        except Exception:  # the peer went away mid-reply; on_ws_disconnected cleans up
+            log.debug("could not send a reply", exc_info=True)
+

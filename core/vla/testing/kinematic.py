@@ -1,9 +1,10 @@
-"""A kinematic SO-101 test arm: the real ``Robot`` interface, no hardware and no physics.
+"""A kinematic test arm built from any robot description: the real ``Robot`` interface, no
+hardware and no physics.
 
 What it stands in for (a physical arm) cannot run here. A command moves the joints at once
-(or at ``max_joint_speed``), clamped to the SO-101's joint ranges as the servos would be.
+(or at ``max_joint_speed``), clamped to the description's joint ranges as the servos would be.
 Each camera shows a fixed background and a square whose position follows the tool point
-(from ``vla.kinematics.so101.forward_kinematics``), so images change when the arm moves.
+(from the description's forward kinematics), so images change when the arm moves.
 Every raw command is kept in ``commands`` (monotonic time, q) for tests to inspect.
 """
 
@@ -15,21 +16,22 @@ import time
 import numpy as np
 
 from vla.builtins import KinematicArmConfig
-from vla.kinematics import so101
+from vla.description import RobotDescription
 from vla.robot import IMAGE_PREFIX, STATE_KEY
 
 
 class KinematicArm:
-    joint_names = so101.JOINT_NAMES
-
-    def __init__(self, config: KinematicArmConfig | None = None):
+    def __init__(self, config: KinematicArmConfig | None, description: RobotDescription):
         self.config = config or KinematicArmConfig()
+        self.description = description
+        self.joint_names = description.joint_names
+        self._lower, self._upper = description.lower, description.upper
         self.control_hz = float(self.config.control_hz)
         self.cameras = {name: tuple(int(x) for x in shape) for name, shape in self.config.cameras.items()}
         for name, shape in self.cameras.items():
             if len(shape) != 3 or shape[2] != 3 or shape[0] < 8 or shape[1] < 8:
                 raise ValueError(f"camera {name!r}: expected (height, width, 3) of at least 8x8, got {shape}")
-        initial = np.asarray(self.config.initial_q, np.float64)
+        initial = np.zeros(len(self.joint_names)) if self.config.initial_q is None else np.asarray(self.config.initial_q, np.float64)
         if initial.shape != (len(self.joint_names),):
             raise ValueError(f"initial_q must hold {len(self.joint_names)} joint positions, got {initial.shape}")
         self._initial = self._clamp(initial)
@@ -74,7 +76,7 @@ class KinematicArm:
             self.q = clamped.copy()
 
     def forward_kinematics(self, q) -> np.ndarray:
-        return so101.forward_kinematics(np.asarray(q, np.float64)[: so101.ARM_JOINTS + 1])
+        return self.description.kinematics.forward_kinematics(q)
 
     def reset(self, task: str | None = None, seed: int | None = None) -> None:
         """Back to the initial pose (the arm has no task of its own)."""
@@ -87,9 +89,8 @@ class KinematicArm:
         if not self.connected:
             raise RuntimeError("the kinematic arm is not connected; call connect() first")
 
-    @staticmethod
-    def _clamp(q: np.ndarray) -> np.ndarray:
-        return np.clip(q, so101.JOINT_LIMITS[:, 0], so101.JOINT_LIMITS[:, 1])
+    def _clamp(self, q: np.ndarray) -> np.ndarray:
+        return np.clip(q, self._lower, self._upper)
 
     def _advance(self) -> None:
         now = time.monotonic()

@@ -110,3 +110,33 @@ class TimedPolicy:
     def reset(self) -> None:
         with self._lock:
             self.resets += 1
+
+
+class ChunkList:
+    """A ``PolicyBackend`` that answers the chunks it was given, in turn, whatever they are (for
+    safety and merge tests: wrong shapes, NaN, wild values). It keeps every observation in ``seen``."""
+
+    def __init__(self, chunks, horizon: int = 10, supports_rtc: bool = True, n_joints: int = 6):
+        self.chunks = list(chunks)
+        self.horizon = horizon
+        self.supports_rtc = supports_rtc
+        self.n_joints = n_joints
+        self.seen: list[dict] = []
+        self._i = 0
+
+    def info(self) -> PolicyInfo:
+        return PolicyInfo("chunks", (), self.n_joints, self.n_joints, self.horizon, supports_rtc=self.supports_rtc)
+
+    def warmup(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def infer(self, batch):
+        out = []
+        for obs in batch:
+            self.seen.append(obs)
+            out.append(self.chunks[self._i % len(self.chunks)])
+            self._i += 1
+        return out

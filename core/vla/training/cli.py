@@ -116,6 +116,9 @@ def _run_with_progress(console, trainer, request: TrainRequest, name: str):
         started = time.monotonic()
 
         def report(step: int, total: int, metrics: dict) -> None:
+            if "note" in metrics:
+                progress.console.print(f"[yellow]note:[/] {metrics['note']}", highlight=False, soft_wrap=True)
+                return
             loss = metrics.get("loss")
             text = f"{loss:.4f}" if loss is not None else "-"
             progress.update(task, completed=step, total=total, loss=text)
@@ -127,3 +130,5 @@ def _run_with_progress(console, trainer, request: TrainRequest, name: str):
             return trainer.train(request, report)
         except TrainingError as exc:
             raise click.ClickException(str(exc)) from None
+        except (OSError, ConnectionError) as exc:  # a download a trainer did not expect: one line, not a traceback
+            raise click.ClickException(f"training {name} failed: {type(exc).__name__}: {exc}") from None

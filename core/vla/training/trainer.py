@@ -33,14 +33,17 @@ class TrainRequest:
 class TrainResult:
     checkpoint: Path  # the folder a policy backend loads
     steps: int
-    final_loss: float | None
+    final_loss: float | None  # the last step's loss
     seconds: float
 
 
 @runtime_checkable
 class Trainer(Protocol):
     def train(self, request: TrainRequest, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
-        """Train; call ``progress(step, total_steps, metrics)`` after every optimizer step."""
+        """Train; call ``progress(step, total_steps, metrics)`` after every optimizer step.
+
+        ``metrics`` holds ``loss``; a call with ``{"note": text}`` (step 0) is one line for the
+        user about what the trainer decided (weights it could not fetch, what it did instead)."""
 
 
 def epochs(steps: int, batch_size: int, frames: int) -> float:

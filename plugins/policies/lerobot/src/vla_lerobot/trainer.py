@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +28,25 @@ from vla.training.trainer import TrainRequest, TrainResult, TrainingError
 from vla_lerobot.config import LeRobotTrainerConfig
 
 Progress = Callable[[int, int, dict], None]
+
+
+def backbone_weights_unavailable(name: str, timeout_s: float = 3.0) -> str | None:
+    """Why torchvision's pretrained weights ``name`` (e.g. "ResNet18_Weights.IMAGENET1K_V1") cannot
+    be had, or None when they are in the torch cache or can be downloaded."""
+    import torch
+    from torchvision.models import get_weight
+
+    try:
+        url = get_weight(name).url
+    except Exception:  # an unknown name: make_policy says so in its own words
+        return None
+    if (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file():
+        return None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+            return None
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{url} cannot be fetched ({getattr(exc, 'reason', exc)})"
 
 
 def _device(name: str) -> str:
@@ -70,6 +92,20 @@ class LeRobotTrainer:
         cfg.device = device
         return cfg
 
+    def _offline_backbone(self, cfg, options: dict[str, Any], progress: Progress | None) -> None:
+        """ACT and Diffusion start their vision backbone from ImageNet weights that torchvision
+        downloads; offline, train it from scratch instead of dying in the download, and say so."""
+        name = getattr(cfg, "pretrained_backbone_weights", None)
+        if not name or "pretrained_backbone_weights" in options or "pretrained_backbone_weights" in self.config.policy:
+            return
+        why = backbone_weights_unavailable(name)
+        if why is None:
+            return
+        cfg.pretrained_backbone_weights = None
+        if progress is not None:
+            progress(0, 0, {"note": f"pretrained backbone {name} unavailable: {why}; training the backbone from "
+                                    f"scratch (-o pretrained_backbone_weights=null says so explicitly)"})
+
     def _features(self, ds_meta, cfg) -> None:
         from lerobot.configs.types import FeatureType
         from lerobot.datasets.utils import dataset_to_policy_features
@@ -110,6 +146,7 @@ class LeRobotTrainer:
         repo_id = f"local/{root.name}"  # a label only: the data are read from `root`
         ds_meta = LeRobotDatasetMetadata(repo_id, root=root)
         cfg = self.policy_config(dict(request.options), device)
+        self._offline_backbone(cfg, request.options, progress)
         self._features(ds_meta, cfg)
         delta = resolve_delta_timestamps(cfg, ds_meta)
         kwargs = {"video_backend": self.config.video_backend} if self.config.video_backend else {}
@@ -119,7 +156,13 @@ class LeRobotTrainer:
             from vla_lerobot.frame_cache import cache_decoded_frames
 
             cache_decoded_frames(dataset)
-        policy = make_policy(cfg, ds_meta=ds_meta)
+        try:
+            policy = make_policy(cfg, ds_meta=ds_meta)
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise TrainingError(
+                f"{self.policy_type}: pretrained weights could not be downloaded ({getattr(exc, 'reason', exc)}); "
+                f"put them in the cache first, or train from scratch where the policy allows it"
+            ) from None
         preprocessor, postprocessor = make_pre_post_processors(cfg, dataset_stats=ds_meta.stats)
         optimizer_cfg = cfg.get_optimizer_preset()
         optimizer = optimizer_cfg.build(policy.get_optim_params())
@@ -181,7 +224,7 @@ class LeRobotTrainer:
         preprocessor.save_pretrained(checkpoint)
         postprocessor.save_pretrained(checkpoint)
         seconds = time.monotonic() - started
-        final = sum(losses[-10:]) / len(losses[-10:]) if losses else None
+        final = losses[-1] if losses else None  # the last step's, as printed
         summary = {
             "policy": self.policy_type,
             "dataset": str(root.resolve()),
@@ -191,6 +234,7 @@ class LeRobotTrainer:
             "batch_size": request.batch_size,
             "epochs": request.steps * request.batch_size / max(ds_meta.total_frames, 1),
             "final_loss": final,
+            "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
             "seconds": seconds,
             "options": {k: repr(v) for k, v in request.options.items()},
         }

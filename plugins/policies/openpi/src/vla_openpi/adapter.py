@@ -83,3 +83,14 @@ class OpenpiAdapter:
 
     def actions(self, reply: dict[str, Any]) -> np.ndarray:
         return from_openpi(reply, self.keys)
+
+    def server_key_map(self) -> dict[str, str]:
+        """The same map read backwards, for `vla serve --adapter pi0`: openpi's keys -> vla's, so
+        that openpi's own example clients drive a vla policy unchanged."""
+        state = self.keys.state
+        if len(state) != 1 or state[0].start != 0 or state[0].stop is not None or self.keys.state_pad_to is not None:
+            raise ValueError("this key map splits or pads observation.state, which a key rename cannot undo")
+        key_map = {key: IMAGE_PREFIX + camera for camera, key in self.keys.images.items()}
+        key_map[state[0].key] = STATE_KEY
+        key_map[self.keys.prompt] = "task"
+        return key_map

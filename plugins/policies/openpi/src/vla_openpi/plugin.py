@@ -6,7 +6,8 @@ from vla.specs import HealthCheck, PolicySpec, ServiceSpec
 from vla_openpi.config import OPENPI_PORT, OpenPIConfig, Pi0FastConfig
 
 OPENPI_IMAGE = "vla-openpi:latest"
-ASSETS = "/openpi_assets"  # OPENPI_DATA_HOME: where openpi caches downloaded checkpoints
+ASSETS = "/openpi_assets"
+MEM_FRACTION = 0.9  # of the GPU that JAX preallocates  # OPENPI_DATA_HOME: where openpi caches downloaded checkpoints
 
 # openpi training config and checkpoint served by default. The LIBERO configs read the keys
 # of vla-openpi's default key map; a lab serving its own fine-tune changes both here and in
@@ -33,7 +34,8 @@ def openpi_service(policy: str) -> ServiceSpec:
         # the first start downloads and JIT-compiles the model.
         healthcheck=HealthCheck.http(OPENPI_PORT, "/healthz", interval_s=15.0, retries=5, start_period_s=1200.0),
         volumes={"vla-openpi-assets": ASSETS},
-        environment={"OPENPI_DATA_HOME": ASSETS, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"},
+        environment={"OPENPI_DATA_HOME": ASSETS, "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)},
+        gpu_memory_fraction=MEM_FRACTION,
     )
 
 

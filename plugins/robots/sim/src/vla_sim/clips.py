@@ -18,7 +18,7 @@ from typing import Callable
 import attrs
 import numpy as np
 
-from vla.kinematics import so101
+from vla_so101_description.description import SO101
 from vla_sim.tasks import resolve_task
 
 FAILURE_SOURCES = ("still", "random", "early_stop", "perturbed")
@@ -113,7 +113,7 @@ class _RandomWander:
     def __call__(self) -> np.ndarray:
         if not self.path:
             target = self.rng.uniform([0.12, -0.2, 0.02], [0.3, 0.2, 0.15])
-            goal = so101.inverse_kinematics(target, self.q, max_iter=40)
+            goal = SO101.kinematics.inverse_kinematics(target, self.q, max_iter=40)
             goal[5] = self.rng.uniform(-0.17, 1.2)
             self.path = [self.q + (goal - self.q) * (i + 1) / self.n for i in range(self.n)]
         self.q = self.path.pop(0)

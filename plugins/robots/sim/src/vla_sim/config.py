@@ -40,3 +40,17 @@ class ScriptedConfig:
     speed: float = attrs.field(default=0.15, validator=_positive)  # m/s of the tool in free moves
     approach_speed: float = attrs.field(default=0.08, validator=_positive)  # m/s near objects
     push_speed: float = attrs.field(default=0.06, validator=_positive)  # m/s while pushing
+
+
+STARTER_CONFIG = """\
+task: pick_place       # the task connect() starts with: pick_place, push_left or lift (or goal text)
+control_hz: 30
+cameras: [front, wrist]
+image_height: 224
+image_width: 224
+"""
+
+
+def starter_arm_config(arm_id: str) -> str:
+    """The ``config:`` of a new arm file (`vla init --robot sim`): a simulated arm."""
+    return STARTER_CONFIG

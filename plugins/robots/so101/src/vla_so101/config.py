@@ -6,7 +6,7 @@ Plain attrs, no lerobot import: `vla plugins list` and config checks stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import attrs
 
@@ -24,7 +24,7 @@ def _rotation(_inst, attribute, value):
 
 
 def _source(_inst, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, int) and value < 0):
+    if isinstance(value, int) and value < 0:
         raise ValueError(f"{attribute.name}: expected an OpenCV camera index (0, 1, ...) or a device path, got {value!r}")
 
 
@@ -36,18 +36,20 @@ class CameraConfig:
     change order across reboots and a front/wrist swap silently ruins a policy.
     """
 
-    # an OpenCV index (int) or a device/video path (str); typed Any because vla.config's
-    # strict loader takes one scalar type per field, and the validator checks both forms
-    source: Any = attrs.field(default=0, validator=_source)
+    # LeRobot's key: an OpenCV index (0, 1, ...) or a device/video path. ``source`` is accepted
+    # as another name for it (vla's earlier arm files used it).
+    index_or_path: int | str = attrs.field(default=0, validator=_source)
     width: int = attrs.field(default=640, validator=_positive)
     height: int = attrs.field(default=480, validator=_positive)
     fps: int = attrs.field(default=30, validator=_positive)
     rotation: int = attrs.field(default=0, validator=_rotation)
     fourcc: str | None = None  # e.g. "MJPG" to reach 30 fps at 640x480 on many USB cameras
 
+    config_aliases: ClassVar[dict[str, str]] = {"source": "index_or_path"}
+
 
 def _default_cameras() -> dict[str, CameraConfig]:
-    return {"front": CameraConfig(source=0), "wrist": CameraConfig(source=1)}
+    return {"front": CameraConfig(index_or_path=0), "wrist": CameraConfig(index_or_path=1)}
 
 
 @attrs.define
@@ -75,3 +77,28 @@ class SO101Config:
         if self.calibration_dir is None or Path(self.calibration_dir).is_absolute():
             return self
         return attrs.evolve(self, calibration_dir=str((base / self.calibration_dir).resolve()))
+
+    def warnings(self) -> list[str]:
+        """What `vla doctor` warns about before the arm is plugged in (not errors: the file is fine)."""
+        found = []
+        if not Path(self.port).exists():
+            found.append(f"serial port {self.port} not found (is the arm plugged in? `vla robot find-port` tells which)")
+        for name, cam in self.cameras.items():
+            if isinstance(cam.index_or_path, str) and not Path(cam.index_or_path).exists():
+                found.append(f"camera {name}: {cam.index_or_path} not found")
+        return found
+
+
+STARTER_CONFIG = """\
+port: /dev/ttyACM0     # `vla robot find-port` tells which
+id: {arm}              # calibration file name: <calibration_dir>/{arm}.json (`vla robot calibrate`)
+control_hz: 30
+cameras:               # names must match what the policy was trained on; LeRobot's keys
+  front: {{index_or_path: 0, width: 640, height: 480, fps: 30}}
+  wrist: {{index_or_path: 1, width: 640, height: 480, fps: 30}}
+"""
+
+
+def starter_arm_config(arm_id: str) -> str:
+    """The ``config:`` of a new arm file (`vla init --robot so101`)."""
+    return STARTER_CONFIG.format(arm=arm_id)

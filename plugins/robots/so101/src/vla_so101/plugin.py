@@ -16,6 +16,8 @@ def register_robots(register):
             description="Hugging Face SO-101 follower arm (Feetech STS3215) via LeRobot's so101_follower driver.",
             factory="vla_so101.robot:SO101Robot",
             config=SO101Config,
+            robot_description="vla_so101_description.description:SO101",
+            starter_config="vla_so101.config:starter_arm_config",
         )
     )
 

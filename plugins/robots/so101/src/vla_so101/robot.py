@@ -3,6 +3,10 @@
 The driver (Feetech servos over USB serial, OpenCV cameras) is LeRobot's; this class adds
 vla's units (radians, see ``units``), refuses to run uncalibrated instead of prompting, and
 makes the arm hold its position when it connects. lerobot is imported in ``connect``.
+
+``SOFollowerArm`` is written for any arm of LeRobot's SO-follower family (the same Feetech
+bus and driver): a subclass names its description, LeRobot's driver class and robot type, as
+``SO101Robot`` does here and ``vla_so100`` does for the SO-100.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from vla.description import RobotDescription
 from vla.robot import IMAGE_PREFIX, STATE_KEY
 from vla_so101.config import SO101Config
-from vla_so101.units import JOINT_NAMES, lerobot_to_radians, radians_to_lerobot
+from vla_so101.units import lerobot_to_radians, radians_to_lerobot
+from vla_so101_description.description import SO101
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +35,14 @@ class CalibrationMissing(RuntimeError):
 
 
 def lerobot_config(config: SO101Config):
-    """The ``SO101FollowerConfig`` LeRobot's driver takes, built from the arm's vla config."""
+    """The ``SO101FollowerConfig`` LeRobot's driver takes, built from the arm's vla config
+    (LeRobot 0.4.4 uses one config class for the SO-100 and the SO-101)."""
     from lerobot.cameras.opencv.configuration_opencv import OpenCVCameraConfig
     from lerobot.robots.so_follower import SO101FollowerConfig
 
     cameras = {}
     for name, cam in config.cameras.items():
-        source = cam.source if isinstance(cam.source, int) else Path(cam.source)
+        source = cam.index_or_path if isinstance(cam.index_or_path, int) else Path(cam.index_or_path)
         cameras[name] = OpenCVCameraConfig(
             index_or_path=source, fps=cam.fps, width=cam.width, height=cam.height,
             rotation=cam.rotation, fourcc=cam.fourcc,
@@ -83,13 +90,16 @@ def reply_timeout_for_new_buses(reply_timeout_ms: float):
         feetech.patch_setPacketTimeout = original
 
 
-class SO101Robot:
-    """SO-101 follower arm: joints in radians (``units``), images RGB at the configured size."""
+class SOFollowerArm:
+    """An SO-follower arm: joints in radians (``units``), images RGB at the configured size."""
 
+    description: RobotDescription = SO101
     robot_type = ROBOT_TYPE
-    joint_names = JOINT_NAMES
+    lerobot_class = "SO101Follower"  # in lerobot.robots.so_follower
+    name = "SO-101"
 
     def __init__(self, config: SO101Config | None = None):
+        self.joint_names = self.description.joint_names
         self.config = config or SO101Config()
         self.cameras = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
         self.control_hz = float(self.config.control_hz)
@@ -107,9 +117,9 @@ class SO101Robot:
     def connect(self) -> None:
         if self._robot is not None:
             return
-        from lerobot.robots.so_follower import SO101Follower
+        from lerobot.robots import so_follower
 
-        robot = SO101Follower(lerobot_config(self.config))
+        robot = getattr(so_follower, self.lerobot_class)(lerobot_config(self.config))
         use_reply_timeout(robot.bus, self.config.reply_timeout_ms)
         if not robot.calibration:
             raise CalibrationMissing(
@@ -158,27 +168,29 @@ class SO101Robot:
 
     def _require(self):
         if self._robot is None:
-            raise RuntimeError("the SO-101 is not connected; call connect() first")
+            raise RuntimeError(f"the {self.name} is not connected; call connect() first")
         return self._robot
 
     def observe(self) -> dict[str, Any]:
         reading = self._require().get_observation()
-        obs: dict[str, Any] = {STATE_KEY: lerobot_to_radians(reading)}
+        obs: dict[str, Any] = {STATE_KEY: lerobot_to_radians(reading, self.description)}
         for name in self.cameras:
             obs[IMAGE_PREFIX + name] = np.asarray(reading[name], dtype=np.uint8)
         return obs
 
     def act(self, q) -> None:
-        self._require().send_action(radians_to_lerobot(q))
+        self._require().send_action(radians_to_lerobot(q, self.description))
 
     def forward_kinematics(self, q):
-        from vla.kinematics.so101 import forward_kinematics  # pure numpy, owned by the sim plugin's author
+        return self.description.kinematics.forward_kinematics(q)
 
-        return forward_kinematics(q)
-
-    def __enter__(self) -> SO101Robot:
+    def __enter__(self) -> SOFollowerArm:
         self.connect()
         return self
 
     def __exit__(self, *exc) -> None:
         self.disconnect()
+
+
+class SO101Robot(SOFollowerArm):
+    """The SO-101 follower arm (robot ``so101``)."""

@@ -1,1 +1,0 @@
-"""Pure-numpy kinematics of the arms `vla` drives (used by the safety layer and scripted experts)."""

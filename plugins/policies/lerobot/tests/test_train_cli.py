@@ -1,0 +1,158 @@
+"""`vla train`: the epochs it prints, what it refuses, and the checkpoint it leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vla.cli import cli
+from vla.training import epochs
+from vla.training.cli import parse_option
+from vla.training.dataset_info import DatasetError, read_dataset_summary
+
+
+def test_epochs_are_steps_times_batch_over_frames():
+    # the seed lab's numbers: 50,000 steps x 32 over 100,832 frames = 15.87 epochs
+    assert round(epochs(50_000, 32, 100_832), 2) == 15.87
+    assert epochs(20_000, 32, 100_832) == pytest.approx(6.347, abs=1e-3)
+    with pytest.raises(ValueError):
+        epochs(10, 2, 0)
+
+
+def test_options_are_read_as_yaml():
+    assert parse_option("chunk_size=40") == ("chunk_size", 40)
+    assert parse_option("pretrained_backbone_weights=null") == ("pretrained_backbone_weights", None)
+    assert parse_option("down_dims=[16, 32]") == ("down_dims", [16, 32])
+    assert parse_option("vision_backbone=resnet34") == ("vision_backbone", "resnet34")
+    import click
+
+    with pytest.raises(click.BadParameter, match="key=value"):
+        parse_option("chunk_size")
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="no meta/info.json"):
+        read_dataset_summary(tmp_path)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "info.json").write_text(json.dumps({"total_frames": 0, "total_episodes": 0}))
+    with pytest.raises(DatasetError, match="empty"):
+        read_dataset_summary(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "--policy", "act", "--dataset", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "no such dataset folder" in result.output
+
+
+def test_an_unknown_trainer_is_named_with_the_installed_ones(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--policy", "nope", "--dataset", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no trainer named 'nope'" in result.output and "act" in result.output
+
+
+@pytest.mark.lerobot
+def test_a_bad_policy_option_is_refused_by_name(lerobot_dataset, tmp_path):
+    pytest.importorskip("lerobot")
+    result = CliRunner().invoke(
+        cli, ["train", "--policy", "act", "--dataset", str(lerobot_dataset), "--steps", "1", "--output", str(tmp_path / "o"),
+              "-o", "not_an_option=3"],
+    )
+    assert result.exit_code == 1
+    assert "bad act option" in result.output and "not_an_option" in result.output
+    # the epochs were printed before anything failed: 1 step x 8 / 48 frames
+    assert "0.17 epochs" in result.output
+
+
+@pytest.mark.lerobot
+def test_training_writes_a_checkpoint_and_a_summary(lerobot_dataset, tmp_path, policy_helpers):
+    pytest.importorskip("lerobot")
+    out = tmp_path / "run"
+    args = ["train", "--policy", "act", "--dataset", str(lerobot_dataset), "--steps", "2", "--batch-size", "4",
+            "--output", str(out), *policy_helpers.cli_options(policy_helpers.TINY_ACT)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "2 x 4 / 48" in flat and "0.17 epochs" in flat
+    summary = json.loads((out / "vla_train.json").read_text())
+    assert summary["steps"] == 2 and summary["frames"] == 48 and summary["epochs"] == pytest.approx(8 / 48)
+    config = json.loads((out / "pretrained_model" / "config.json").read_text())
+    assert config["type"] == "act" and config["chunk_size"] == 10 and config["dim_model"] == 32
+    # the environment state stays out unless asked for
+    assert "observation.environment_state" not in config["input_features"]
+    # a second run into the same folder is refused instead of overwriting
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and "already holds a checkpoint" in again.output
+
+
+@pytest.mark.lerobot
+def test_environment_state_is_used_when_the_lab_asks(lerobot_dataset, tmp_path, policy_helpers):
+    pytest.importorskip("lerobot")
+    config = tmp_path / "vla.yaml"
+    config.write_text("plugins:\n  act:\n    use_environment_state: true\n")
+    out = tmp_path / "run"
+    args = ["--config", str(config), "train", "--policy", "act", "--dataset", str(lerobot_dataset), "--steps", "1",
+            "--batch-size", "2", "--output", str(out), *policy_helpers.cli_options(policy_helpers.TINY_ACT)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "pretrained_model" / "config.json").read_text())
+    assert saved["input_features"]["observation.environment_state"]["shape"] == [3]
+
+    from vla_lerobot.backend import LeRobotBackend
+    from vla_lerobot.config import LeRobotPolicyConfig
+    from vla_lerobot.observations import ObservationError
+
+    backend = LeRobotBackend(LeRobotPolicyConfig(path=str(out)))
+    assert backend.info().extra["environment_state_dim"] == 3
+    with pytest.raises(ObservationError, match="observation.environment_state"):
+        backend.infer([policy_helpers.observation()])
+    assert backend.infer([policy_helpers.observation(env_dim=3)])[0].shape == (10, 6)
+
+
+def test_plugin_conformance_and_light_imports():
+    """The plugins register without importing torch, and `vla train`'s module stays light."""
+    import subprocess
+    import sys
+
+    from vla.testing import check_plugin
+
+    assert check_plugin("vla-lerobot") == {"policies": ["lerobot"], "trainers": ["act", "diffusion", "smolvla"]}
+    code = (
+        "import sys, vla.training.cli, vla_lerobot.plugin, vla_openvla.plugin, vla_openpi.plugin;"
+        "heavy = [m for m in ('torch', 'lerobot', 'transformers', 'cv2', 'mujoco') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.lerobot
+def test_act_trains_offline_without_a_traceback_and_prints_the_last_loss(lerobot_dataset, tmp_path, policy_helpers):
+    """No network (every request goes to a closed proxy port) and an empty torch cache: ACT's
+    ImageNet backbone cannot be fetched, so the trainer says so in one line and trains it from
+    scratch. The final loss printed is the last step's."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("lerobot")
+    tiny = {k: v for k, v in policy_helpers.TINY_ACT.items() if k != "pretrained_backbone_weights"}
+    offline = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": "",
+               "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1"}
+    vla = str(Path(sys.executable).parent / "vla")
+    result = subprocess.run(
+        [vla, "train", "--policy", "act", "--dataset", str(lerobot_dataset), "--steps", "2", "--batch-size", "4",
+         "--output", str(tmp_path / "out"), *policy_helpers.cli_options(tiny)],
+        capture_output=True, text=True, env=offline, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert "training the backbone from scratch" in output
+    steps = re.findall(r"step (\d+)/2\s+loss ([0-9.]+)", output)
+    final = re.search(r"final loss ([0-9.]+)", output)
+    assert steps and steps[-1][0] == "2" and final and final.group(1) == steps[-1][1], output
+    summary = json.loads((tmp_path / "out" / "vla_train.json").read_text())
+    assert f"{summary['final_loss']:.4f}" == final.group(1)
