@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Debian libraries for headless MuJoCo (EGL), video encoding, and openssl for the TLS tests. Installs only what is missing,
+# Debian libraries for headless MuJoCo (EGL), video encoding, openssl for the TLS tests, and chromium for the HTML page tests. Installs only what is missing,
 # and only as root; otherwise it says what to install.
 set -euo pipefail
-packages=(libegl1 libgl1 libgl1-mesa-dri ffmpeg openssl)
+packages=(libegl1 libgl1 libgl1-mesa-dri ffmpeg openssl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -170,6 +170,15 @@ class DeployConfig:
 
 
 @attrs.define
+class PreflightConfig:
+    """What `vla run`'s pre-flight (vla.matching) compares the deployment with: the dataset the
+    served policy was trained on and its checkpoint. Relative paths are read from vla.yaml's folder."""
+
+    dataset: str | None = None
+    checkpoint: str | None = None
+
+
+@attrs.define
 class LabConfig:
     lab: str = "lab"
     log_dir: str = "logs"
@@ -177,6 +186,7 @@ class LabConfig:
     rewarder: RewarderServerConfig = attrs.field(factory=RewarderServerConfig)
     client: ClientConfig = attrs.field(factory=ClientConfig)
     deploy: DeployConfig = attrs.field(factory=DeployConfig)
+    preflight: PreflightConfig = attrs.field(factory=PreflightConfig)
     # arm id -> per-arm config file (relative to vla.yaml)
     arms: dict[str, str] = attrs.field(factory=dict)
     # plugin name -> that plugin's config, checked against its config class when it is used

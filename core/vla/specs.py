@@ -255,6 +255,10 @@ class PolicySpec(ComponentSpec):
     # the plugin's config, with request(observation) -> message and actions(reply) -> (H, A).
     # `vla run --adapter NAME` applies it on the arm's side.
     client_adapter: str | None = attrs.field(default=None, validator=_optional_import_path)
+    # Reads this plugin's checkpoints for `vla doctor --checkpoint`: an import path to
+    # (path, lab_plugin_config) -> vla.matching.checkpoint.CheckpointInfo, or None when the
+    # folder is not one of this plugin's.
+    checkpoint_info: str | None = attrs.field(default=None, validator=_optional_import_path)
 
     def build_client_adapter(self, config=None):
         if self.client_adapter is None:

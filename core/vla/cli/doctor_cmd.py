@@ -27,9 +27,38 @@ def _health(url: str, timeout: float = 2.0) -> tuple[bool, str]:
 
 @click.command()
 @click.option("--network/--no-network", default=True, help="Also ask the policy server and rewarder for their health.")
+# Deployment against training (vla.matching): given --dataset, doctor runs those checks instead.
+@click.option("--dataset", default=None, type=click.Path(file_okay=False),
+              help="The LeRobot dataset the policy was trained on: compare the deployment with it (and nothing else).")
+@click.option("--checkpoint", default=None, type=click.Path(), help="With --dataset: the checkpoint trained on it.")
+@click.option("--policy-url", default=None, help="With --dataset: a policy server to read the policy's contract from.")
+@click.option("--arm", "arm_id", default=None, help="With --dataset: the arm to read (joints, camera frames, settings).")
+@click.option("--robot", "robot_name", default=None, help="With --dataset: a robot plugin to read instead of an arm file.")
+@click.option("--task", default=None, help="With --dataset: the task text the deployment will send.")
+@click.option("--episodes", default=None, type=click.Path(file_okay=False),
+              help="With --dataset: an eval recording (LeRobot dataset of deployed episodes).")
+@click.option("--json", "as_json", is_flag=True, help="With --dataset: print the report as JSON (see the README).")
+@click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False),
+              help="With --dataset: write an HTML page (numbers, frames, histograms) into this folder.")
 @click.pass_context
-def doctor(ctx: click.Context, network: bool) -> None:
-    """Check Python, the lab config, arm and safety files, plugins, and the GPU host's services."""
+def doctor(ctx: click.Context, network: bool, dataset, checkpoint, policy_url, arm_id, robot_name, task, episodes,
+           as_json, report_dir) -> None:
+    """Check Python, the lab config, arm and safety files, plugins, and the GPU host's services.
+
+    With --dataset: check that the deployment matches the training instead (task text, cameras,
+    start state, training length, chunking, actions and units, rates); exit 1 when a check fails.
+    """
+    if dataset:
+        from vla.matching.cli import doctor_dataset
+
+        return doctor_dataset(ctx, dataset=dataset, checkpoint=checkpoint, policy_url=policy_url, arm_id=arm_id,
+                              robot_name=robot_name, task=task, episodes=episodes, as_json=as_json,
+                              report_dir=report_dir)
+    used = [f"--{n}" for n, v in (("checkpoint", checkpoint), ("policy-url", policy_url), ("arm", arm_id),
+                                  ("robot", robot_name), ("task", task), ("episodes", episodes), ("json", as_json),
+                                  ("report", report_dir)) if v]
+    if used:
+        raise click.UsageError(f"{', '.join(used)} only go with --dataset")
     from rich.console import Console
 
     console = Console()

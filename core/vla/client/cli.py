@@ -82,9 +82,15 @@ def exit_with(console, summary) -> None:
 @click.option("--record", "record_dir", default=None, type=click.Path(file_okay=False),
               help="Record each episode into a LeRobot dataset under this folder.")
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False), help="Where the tick log goes (default: lab config log_dir).")
+@click.option("--preflight/--no-preflight", default=None,
+              help="Check the deployment against the training before the first action (default: on for a real arm).")
+@click.option("--dataset", "preflight_dataset", default=None, type=click.Path(file_okay=False),
+              help="The training dataset the pre-flight compares with (default: preflight.dataset in vla.yaml).")
+@click.option("--checkpoint", "preflight_checkpoint", default=None, type=click.Path(),
+              help="The checkpoint the pre-flight reads (default: preflight.checkpoint, else the server's metadata).")
 @session_options
 @click.pass_context
-def run(ctx, task, episodes, seed, record_dir, log_dir, **kwargs):
+def run(ctx, task, episodes, seed, record_dir, log_dir, preflight, preflight_dataset, preflight_checkpoint, **kwargs):
     """Drive an arm with a remote policy.
 
     A control loop at the arm's rate pops one action per tick from a queue, asks the policy
@@ -103,7 +109,10 @@ def run(ctx, task, episodes, seed, record_dir, log_dir, **kwargs):
     loaded = lab_config(ctx)
     options = options_from(kwargs, tasks=(task,), episodes=episodes, seed=seed, record_dir=record_dir,
                            log_dir=log_dir, kind="run")
-    runner = SessionRunner(loaded, options, hooks=[ProgressHooks(console)])
+    from vla.matching.preflight import PreflightHooks
+
+    hooks = [PreflightHooks(console, preflight, preflight_dataset, preflight_checkpoint), ProgressHooks(console)]
+    runner = SessionRunner(loaded, options, hooks=hooks)
     summary = runner.run()
     print_summary(wide_console(), summary)
     exit_with(console, summary)

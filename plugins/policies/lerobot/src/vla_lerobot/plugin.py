@@ -33,6 +33,7 @@ def register_policies(register):
             factory="vla_lerobot.backend:make_backend",
             config=LeRobotPolicyConfig,
             services=(LEROBOT_SERVICE,),
+            checkpoint_info="vla_lerobot.checkpoint_info:read_checkpoint_info",
         )
     )
 
