@@ -21,7 +21,7 @@ from vla.description.rotations import rotation_error, rotvec_to_matrix
 
 class Trajectory:
     def __init__(self, description: RobotDescription, q0, control_hz: float, step_share: float = 0.6,
-                 waypoint_m: float = 0.015, turn_speed: float = 1.5):
+                 waypoint_m: float = 0.03, turn_speed: float = 1.5):
         self.desc = description
         self.kin = description.kinematics
         self.hz = float(control_hz)
@@ -59,7 +59,7 @@ class Trajectory:
         dist = float(np.linalg.norm(target - self.p))
         angle = float(np.linalg.norm(rv))
         ticks = max(min_ticks, math.ceil(dist * self.hz / speed), math.ceil(angle * self.hz / self.turn_speed), 1)
-        waypoints = max(1, math.ceil(dist / self.waypoint_m), math.ceil(angle / 0.25))
+        waypoints = max(1, math.ceil(dist / self.waypoint_m), math.ceil(angle / 0.4))
         p0, r0, q = self.p.copy(), self.r.copy(), self.q.copy()
         g0 = q[self.grip_i] if self.grip_i is not None else 0.0
         g1 = g0 if grip is None or self.grip_i is None else float(grip)

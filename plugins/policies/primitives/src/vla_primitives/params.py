@@ -3,8 +3,7 @@
 The goal text is parsed into a ``Goal``: which skill (lift, pick_place, push), the object's colour
 and the target's (a container's colour, or a line and a side). Each skill has a fixed list of
 ``Param`` (name, range, initial value). The initial value of every parameter is the middle of its
-range (two start at the naive zero, see below): a neutral start that the learner moves, not an
-answer tuned by hand.
+range: a neutral start that the learner moves, not an answer tuned by hand.
 
 Units: metres and radians. Offsets are in the robot's base frame (x forward, y left, z up) and
 correct what the camera got wrong about where an object is.
@@ -49,31 +48,30 @@ OBJECT_WORDS = ("cube", "block", "box")
 CONTAINER_WORDS = ("bowl", "plate", "tray", "box", "basket")
 
 _GRASP = [
-    _mid("grasp_dx", -0.03, 0.03),  # object position correction, base frame
-    _mid("grasp_dy", -0.03, 0.03),
-    # object centre from the tool point along the jaw axis (open jaws); starts at 0: the tool point
-    # on the object, what a policy that knows nothing of its gripper's shape would do
-    Param("grasp_jaw", 0.0, 0.07, 0.0),
-    _mid("grasp_z", 0.0, 0.05),  # tool point height at the grasp
-    _mid("grasp_yaw", -0.8, 0.8),  # jaw yaw relative to the object's faces
+    _mid("grasp_dx", -0.02, 0.02),  # object position correction, base frame
+    _mid("grasp_dy", -0.02, 0.02),
+    _mid("grasp_jaw", -0.02, 0.10),  # object centre from the tool point along the jaw axis (open jaws)
+    _mid("grasp_z", 0.0, 0.08),  # tool point height at the grasp
+    _mid("grasp_yaw", -0.6, 0.6),  # jaw yaw relative to the object's faces
 ]
 
+# Ranges are what any small arm's gripper and a tabletop allow, not the simulator's answer: the
+# middle of a range (the initial value) is a start the learner has to move away from.
 SPACES: dict[str, tuple[Param, ...]] = {
-    "lift": tuple(_GRASP + [_mid("lift_z", 0.04, 0.16)]),  # tool height the object is lifted to
+    "lift": tuple(_GRASP + [_mid("lift_z", 0.02, 0.20)]),  # tool height the object is lifted to
     "pick_place": tuple(
         _GRASP
         + [
             _mid("place_dx", -0.04, 0.04),  # container position correction, base frame
             _mid("place_dy", -0.04, 0.04),
-            _mid("release_z", 0.03, 0.13),  # tool height where the jaws open over the container
+            _mid("release_z", 0.02, 0.20),  # tool height where the jaws open over the container
         ]
     ),
     "push": (
         _mid("push_dx", -0.03, 0.03),  # pusher position along the line, from the object's centre
-        _mid("push_start", 0.0, 0.05),  # gap between the pusher and the object's near side at the start
-        _mid("push_z", 0.0, 0.04),  # tool point height while pushing
-        # how far beyond the line the pusher's front ends; starts at 0: "push it to the line"
-        Param("push_past", -0.03, 0.07, 0.0),
+        _mid("push_start", 0.0, 0.06),  # gap between the pusher and the object's near side at the start
+        _mid("push_z", 0.0, 0.06),  # tool point height while pushing
+        _mid("push_past", -0.05, 0.10),  # how far beyond the line the pusher's front ends
         _mid("push_yaw", -0.5, 0.5),  # jaw yaw while pushing
     ),
 }
