@@ -37,4 +37,4 @@ class PrimitivesConfig:
     container_height: float = 0.035  # height of the bowls (m)
     held_offset: float = 0.022  # object centre from the tool point along the jaw axis once squeezed
     pusher_half: float = 0.008  # half the closed jaws' depth across the jaw axis (m)
-    start_hold_ticks: int = 4  # the plan starts still for this long (the first reply's latency)
+    start_hold_s: float = 0.5  # the plan starts still for this long: a late first reply skips only stillness

@@ -102,7 +102,7 @@ class Skills:
 
     def compose(self, goal: Goal, scene: Scene, p: dict[str, float]) -> None:
         c = self.c
-        self.t.hold(c.start_hold_ticks)
+        self.t.hold(round(c.start_hold_s * self.t.hz))
         if goal.skill in ("lift", "pick_place"):
             obj = scene.target
             centre = (obj.xyz[0] + p["grasp_dx"], obj.xyz[1] + p["grasp_dy"])
