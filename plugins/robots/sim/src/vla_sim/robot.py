@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import attrs
 import numpy as np
 
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
@@ -219,6 +220,30 @@ class SimRobot:
 
     def forward_kinematics(self, q) -> np.ndarray:
         return SO101.kinematics.forward_kinematics(q)
+
+    # ------------------------------------------------------------------ calibration
+
+    def show_calibration_marker(self, visible: bool = True) -> None:
+        """Put the magenta marker on the tool point (what `vla calibrate camera` asks for first).
+        The marker is visual only; turning it on rebuilds the scene if it was built without it."""
+        if bool(visible) == self.config.marker:
+            return
+        self.config = attrs.evolve(self.config, marker=bool(visible))
+        if self._model is not None:
+            task, seed, started = self._task.id, self._seed, self._episode_started
+            self.disconnect()
+            self._model = self._data = None
+            if started:
+                self.reset(task, seed)
+
+    def camera_intrinsics(self, camera: str) -> np.ndarray:
+        """The 3x3 intrinsics of one camera at the configured image size, from its MJCF ``fovy``."""
+        from vla.calibration.camera import intrinsics_from_fovy
+
+        if camera not in self.cameras:
+            raise ValueError(f"the sim has no camera {camera!r} here (cameras: {', '.join(self.cameras)})")
+        fovy = float(self.model.cam_fovy[self.model.camera(camera).id])
+        return intrinsics_from_fovy(fovy, self.config.image_width, self.config.image_height)
 
     def tool_point(self) -> np.ndarray:
         """The tool site's position as MuJoCo computes it (metres, base frame)."""
