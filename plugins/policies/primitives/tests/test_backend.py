@@ -31,7 +31,7 @@ def test_info_announces_the_front_camera_and_long_chunks(backend):
     info = backend.info()
     assert info.name == "primitives" and [c.name for c in info.cameras] == ["front"]
     assert info.cameras[0].shape == (224, 224, 3)
-    assert (info.state_dim, info.action_dim, info.horizon) == (6, 6, 300) and info.supports_rtc
+    assert (info.state_dim, info.action_dim, info.horizon) == (6, 6, 600) and info.supports_rtc
 
 
 @pytest.mark.parametrize("task", list(GOALS))
@@ -49,7 +49,7 @@ def test_plans_pass_the_default_safety_layer_untouched(sim, backend, task, which
         command, clamps = layer.limit(q, last)
         assert clamps == (), (which, clamps)
         last = command
-    assert chunk.shape == (300, 6) and chunk.dtype == np.float32
+    assert chunk.shape == (600, 6) and chunk.dtype == np.float32
     # a still start: a late first reply skips stillness, not motion
     np.testing.assert_allclose(plan[:10], np.repeat(obs["observation.state"][None], 10, axis=0), atol=1e-6)
 
@@ -72,7 +72,7 @@ def test_params_come_from_the_source_once_per_episode_and_session(sim, backend):
     rest = backend.infer([dict(obs, session="learn-run-arm01")])[0]  # no reset: the same episode
     assert source.calls == ["learn-run-arm01", "learn-run-arm02"]
     assert backend.episode("learn-run-arm01").params["lift_z"] == LEARNED["lift"]["lift_z"]
-    assert rest.shape == (300, 6)
+    assert rest.shape == (600, 6)
     with pytest.raises(TypeError, match="params_for"):
         set_parameter_source(backend, object())
 
@@ -85,7 +85,7 @@ def test_a_later_chunk_continues_the_plan_where_the_arm_is(sim, backend):
     now = sim.observe()
     # RTC: the unexecuted rest of the last chunk says exactly where
     rtc = backend.infer([dict(now, session="s", prev_chunk=chunk[40:])])[0]
-    np.testing.assert_array_equal(rtc, np.vstack([plan, np.repeat(plan[-1:], 340, 0)])[40:340])
+    np.testing.assert_array_equal(rtc, np.vstack([plan, np.repeat(plan[-1:], 640, 0)])[40:640])
     # without it, the nearest planned pose to the measured joints (within a few ticks)
     backend.episode("s").start = 0
     latest = backend.infer([dict(now, session="s")])[0]

@@ -55,7 +55,7 @@ def test_served_lift_through_the_session_runner(tmp_path, calibration_file):
     try:
         lab = load_config(tmp_path / "vla.yaml", environ={})
         options = SessionOptions(tasks=GOALS["lift"], robot="sim", episodes=3, seed=730000, clock="simulated",
-                                 sim_latency_s=0.1, policy_url=f"ws://127.0.0.1:{port}", actions_per_chunk=300,
+                                 sim_latency_s=0.1, policy_url=f"ws://127.0.0.1:{port}", actions_per_chunk=600,
                                  handle_signals=False, log_dir=str(tmp_path / "logs"), kind="test")
         summary = SessionRunner(lab, options).run()
     finally:

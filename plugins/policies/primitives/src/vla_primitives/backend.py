@@ -5,7 +5,7 @@ the goal names in the front camera frame, takes that session's parameters (from 
 source a learner plugs in, else the fixed ones), and plans the whole episode as joint targets.
 Every later request of the session gets the rest of that plan from where the arm is: with RTC
 the unexecuted rest of the previous chunk (``prev_chunk``) says exactly where; without it the
-nearest planned pose to the observed joints does. The chunk is ``horizon`` long (10 s by
+nearest planned pose to the observed joints does. The chunk is ``horizon`` long (20 s by
 default), so a client that uses whole chunks asks two or three times per episode.
 
 ``observation.environment_state`` is never read: objects come from the camera only.
