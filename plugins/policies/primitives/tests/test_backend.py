@@ -108,7 +108,6 @@ def test_fixed_params_from_a_json_file(tmp_path, calibration_file, sim):
     path = tmp_path / "params.json"
     path.write_text(json.dumps([{"task": GOALS[t], "params": LEARNED[t]} for t in ("lift", "push_left")]))
     backend = PrimitivesBackend(PrimitivesConfig(calibration=str(calibration_file), params=str(path), robot="sim"))
-    assert play(sim, backend, GOALS["lift"], 720001, None) if False else True
     sim.reset("lift", 720001)
     backend.infer([dict(sim.observe(), session="f", reset=True)])
     assert backend.episode("f").params == pytest.approx(LEARNED["lift"])
@@ -157,6 +156,11 @@ def test_clear_errors(sim, backend, tmp_path):
         backend.infer([dict(obs, task="wave hello")])
     with pytest.raises(ValueError, match="no purple object"):
         backend.infer([dict(obs, task="lift the purple cube")])
+    # a failed start forgets the last episode: a retry is planned afresh, not the old plan replayed
+    backend.infer([dict(obs, task=GOALS["lift"])])
+    with pytest.raises(ValueError, match="no purple object"):
+        backend.infer([dict(obs, task="lift the purple cube")])
+    assert backend.episode("e") is None
     with pytest.raises(ValueError, match="front camera's frame"):
         backend.infer([{k: v for k, v in obs.items() if not k.startswith("observation.images")}])
     with pytest.raises(ValueError, match="expected 6 finite joint positions"):

@@ -143,8 +143,11 @@ class PrimitivesBackend:
             raise ValueError("the primitives need the goal text in 'task'")
         session = str(obs.get("session") or "")
         with self._lock:
+            if obs.get("reset"):
+                # a new episode: the last one's plan must not answer a retry if planning fails
+                self._episodes.pop(session, None)
             ep = self._episodes.get(session)
-        if obs.get("reset") or ep is None or ep.goal.text != task:
+        if ep is None or ep.goal.text != task:
             ep = self._new_episode(session, task, q, obs)
             j = 0
         else:

@@ -24,7 +24,7 @@ import numpy as np
 from vla.calibration.camera import CameraCalibration
 
 
-class PerceptionError(RuntimeError):
+class PerceptionError(ValueError):
     """What the task needs is not in the frame (e.g. no red pixels at all)."""
 
 
