@@ -26,8 +26,8 @@ GOALS = {
 LEARNED = {
     "lift": {"grasp_dx": -0.00036, "grasp_dy": -0.00365, "grasp_jaw": 0.03444, "grasp_z": 0.02584,
              "grasp_yaw": -0.31138, "lift_z": 0.13465},
-    "pick_place": {"grasp_dx": -0.003, "grasp_dy": -0.0025, "grasp_jaw": 0.044, "grasp_z": 0.015, "grasp_yaw": 0.0,
-                   "place_dx": -0.005, "place_dy": -0.0025, "release_z": 0.07},
+    "pick_place": {"grasp_dx": 0.00481, "grasp_dy": 0.00257, "grasp_jaw": 0.03979, "grasp_z": 0.02074,
+                   "grasp_yaw": -0.10436, "place_dx": -0.02651, "place_dy": 0.02375, "release_z": 0.0378},
     "push_left": {"push_dx": -0.01, "push_start": 0.01, "push_z": 0.012, "push_past": 0.03, "push_yaw": 0.0},
 }
 
