@@ -165,3 +165,28 @@ def test_clear_errors(sim, backend, tmp_path):
         backend.infer([{k: v for k, v in obs.items() if not k.startswith("observation.images")}])
     with pytest.raises(ValueError, match="expected 6 finite joint positions"):
         backend.infer([dict(obs, **{"observation.state": np.zeros(3, np.float32)})])
+
+
+@pytest.mark.parametrize("merge", ["latest", "weighted_average"])
+def test_short_chunks_without_rtc_still_follow_the_plan(sim, backend, merge):
+    """`vla run`'s defaults elsewhere: 40 actions used of each chunk, a request every 16 ticks,
+    no prev_chunk; the backend finds its place in the plan from the measured joints."""
+    from vla.client.clock import SimulatedClock
+    from vla.client.controller import Controller, ControlSettings
+    from vla.client.session import run_episodes, wait_connected
+    from vla.client.simlink import SimulatedLink
+    from vla.client.ticklog import TickLog
+
+    backend.source = Fixed(LEARNED["lift"])
+    clock = SimulatedClock(100.0)
+    log = TickLog(None, t0=clock.now())
+    log.records = []
+    safety = SafetyLayer(SO101.default_safety(), SO101.joint_names, SO101.kinematics.forward_kinematics)
+    controller = Controller(sim, safety, ControlSettings(30.0, actions_per_chunk=40, merge=merge), clock, log,
+                            session="short")
+    link = SimulatedLink(backend, clock, lambda: 0.05)
+    wait_connected(controller, link, clock, 5.0)
+    results = run_episodes(sim, controller, link, clock, task=GOALS["lift"], episodes=2, seed=740000)
+    assert [r.success for r in results] == [True, True]
+    assert controller.totals["requests"] >= 8  # many short chunks, not one plan sent whole
+    assert not any(r["clamps"] for r in log.records if r["type"] == "tick")

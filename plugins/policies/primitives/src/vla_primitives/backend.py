@@ -50,6 +50,7 @@ class _Episode:
     plan: np.ndarray  # (P, n) joint targets from the tick after the first observation
     scene: Scene
     start: int = 0  # plan index where the last chunk sent started
+    intervals: list[int] = attrs.field(factory=list)  # ticks between requests, where the pose told clearly
 
 
 class PrimitivesBackend:
@@ -208,14 +209,25 @@ class PrimitivesBackend:
                 for j in range(s, hi + 1):
                     if j + m <= len(ext) and np.allclose(ext[j : j + m], prev[:m], atol=1e-5):
                         return min(j, last)
-        # nearest planned arm pose to the observed one, the earliest where several tie (holds)
+        # Nearest planned arm pose to the observed one. Where the arm stands still in the plan (the
+        # jaws closing) many ticks tie: the client's requests come at a steady interval, so take
+        # the interval measured where the match was clear; before one is known, the earliest tie
+        # (a replayed wait, never a skipped one).
         arm = self.desc.arm_joints
         hi = min(s + h + 30, last)
         window = plan[s:hi, :arm].astype(np.float64)
         if not len(window):
             return last
         d = np.abs(window - q[:arm]).max(axis=1)
-        j = int(np.flatnonzero(d <= d.min() + 1e-3)[0])
+        ties = np.flatnonzero(d <= d.min() + 1e-3)
+        if len(ties) <= 2:
+            j = int(ties[0])
+            if j > 0:
+                ep.intervals.append(j)
+        elif ep.intervals:
+            j = int(np.clip(int(np.median(ep.intervals[-5:])), ties[0], ties[-1]))
+        else:
+            j = int(ties[0])
         return min(s + j + 1, last)
 
 
