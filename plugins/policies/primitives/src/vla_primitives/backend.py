@@ -95,7 +95,7 @@ class PrimitivesBackend:
         )
 
     def warmup(self) -> None:
-        """Plan once on a synthetic frame so that OpenCV and the IK are loaded before the first episode."""
+        """Load OpenCV and run one IK move, so that the first episode's plan is not the slow one."""
         import cv2  # noqa: F401  (the import is the slow part)
 
         Trajectory(self.desc, self.desc.home, self.config.control_hz).move(
