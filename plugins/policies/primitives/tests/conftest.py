@@ -28,7 +28,7 @@ LEARNED = {
              "grasp_yaw": -0.31138, "lift_z": 0.13465},
     "pick_place": {"grasp_dx": 0.00481, "grasp_dy": 0.00257, "grasp_jaw": 0.03979, "grasp_z": 0.02074,
                    "grasp_yaw": -0.10436, "place_dx": -0.02651, "place_dy": 0.02375, "release_z": 0.0378},
-    "push_left": {"push_dx": -0.01, "push_start": 0.01, "push_z": 0.012, "push_past": 0.03, "push_yaw": 0.0},
+    "push_left": {"push_dx": -0.00441, "push_start": 0.0, "push_z": 0.02564, "push_past": 0.1, "push_yaw": 0.5},
 }
 
 
