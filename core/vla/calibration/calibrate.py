@@ -102,7 +102,7 @@ def calibrate_camera(
 
     poses = calibration_poses(description, safety, n_poses, region, seed)
     home = np.asarray(description.home, dtype=np.float64)
-    plan = travel_plan(description, home, poses, region)
+    plan = travel_plan(description, home, poses, region, safety)
     sightings: list[Sighting] = []
     index = 0
     driver.move_to(home, stop)

@@ -87,6 +87,11 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
         fail(str(exc), EXIT_SETUP)
     robot = setup.robot
     description = setup.description
+    cams = getattr(robot, "cameras", {}) or {}
+    if camera not in cams:  # before connecting: nothing moves for a calibration that cannot work
+        fail(f"arm {arm_id or setup.robot_name} has no camera {camera!r} (its cameras: {', '.join(cams) or 'none'}). "
+             f"Calibration needs frames from the camera being calibrated: add it to the arm file's cameras "
+             f"(or choose one with --camera)", EXIT_SETUP)
     K = None
     if intrinsics_path:
         try:
@@ -121,7 +126,10 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
     err.print(f"[bold]vla calibrate camera[/] {arm_id or setup.robot_name} camera {camera!r}: {n_poses} poses, "
               f"{'simulated' if simulated else 'real'} time, safety limits from {setup.safety_source}", highlight=False)
     try:
-        robot.connect()
+        try:
+            robot.connect()
+        except Exception as exc:  # a driver's own error: no port, no camera device, ...
+            fail(f"cannot connect to arm {arm_id or setup.robot_name}: {exc}", EXIT_SETUP)
         try:
             result = calibrate_camera(
                 robot, setup.safety, description, camera, clock=SimulatedClock() if simulated else RealClock(),
