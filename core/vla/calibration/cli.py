@@ -200,6 +200,12 @@ def _print_result(out, result, target) -> None:
     n_used = len(result.used)
     out.print(f"marker seen in {n_used} of {result.poses} poses; {int(sol.inliers.sum())} fit the solution "
               f"(intrinsics {result.intrinsics})", highlight=False)
+    uv = [s.detection.uv for s in result.used]
+    span_x = (max(u for u, _ in uv) - min(u for u, _ in uv)) / c.width
+    span_y = (max(v for _, v in uv) - min(v for _, v in uv)) / c.height
+    out.print(f"the sightings span {100 * span_x:.0f}% of the image width and {100 * span_y:.0f}% of its height"
+              + ("  [yellow](narrow: the pose may be poorly determined; widen the region or move the camera)[/]"
+                 if min(span_x, span_y) < 0.3 else ""), highlight=False)
     out.print(f"reprojection error: {c.rms_px:.2f} px rms, worst inlier {sol.residuals_px[sol.inliers].max():.2f} px",
               highlight=False)
     pos = c.position
