@@ -108,3 +108,26 @@ def test_a_camera_the_arm_does_not_have_is_refused_before_anything_moves(sim_lab
     assert result.returncode == 2
     assert "has no camera 'top' (its cameras: front, wrist)" in result.stderr
     assert not (sim_lab / "arms" / "arm02").exists()
+
+
+def test_ctrl_c_stops_at_once_holds_the_arm_and_saves_nothing(sim_lab):
+    import signal
+    import subprocess
+
+    from conftest import VLA
+
+    proc = subprocess.Popen([VLA, "calibrate", "camera", "--arm", "arm02"], cwd=sim_lab, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in proc.stderr:
+            if line.startswith("pose  2:"):
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopped after" in err and "the arm holds its last safe position" in err
+    assert "pose  4:" not in err  # it stops within the leg it is on
+    assert not (sim_lab / "arms" / "arm02" / "camera-front.yaml").exists()

@@ -31,6 +31,10 @@ class NotEnoughSightings(CalibrationError):
     """The marker was seen in too few poses to solve the camera."""
 
 
+class CalibrationStopped(RuntimeError):
+    """The operator stopped the calibration; the arm holds its last safe command."""
+
+
 @attrs.frozen
 class CalibrationResult:
     solution: Solution
@@ -111,6 +115,8 @@ def calibrate_camera(
             if stop():
                 break
             reached = driver.move_to(q, stop)
+            if stop():
+                break
             if not is_pose:
                 continue
             sighting = driver.sight(index, reached)
@@ -123,6 +129,10 @@ def calibrate_camera(
     finally:
         if not stop():
             driver.move_to(home, stop)
+    if stop():
+        raise CalibrationStopped(
+            f"stopped after {index} of {sum(1 for _, p in plan if p)} poses; the arm holds its last safe position"
+        )
 
     used = [s for s in sightings if s.detection.found]
     if len(used) < min_sightings:

@@ -10,6 +10,7 @@ import click
 
 EXIT_NOT_SOLVED = 1
 EXIT_SETUP = 2
+EXIT_STOPPED = 130
 
 
 @click.group()
@@ -59,7 +60,7 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
     pose in the arm's base frame. Prints the reprojection error and the pose, and saves the
     calibration; exits 1 when the marker was seen in too few poses, 2 on a setup error.
     """
-    from vla.calibration.calibrate import calibrate_camera
+    from vla.calibration.calibrate import CalibrationStopped, calibrate_camera
     from vla.calibration.camera import calibration_path
     from vla.calibration.procedure import CalibrationRunError, MoveSettings
     from vla.calibration.solver import CalibrationError
@@ -125,20 +126,28 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
 
     err.print(f"[bold]vla calibrate camera[/] {arm_id or setup.robot_name} camera {camera!r}: {n_poses} poses, "
               f"{'simulated' if simulated else 'real'} time, safety limits from {setup.safety_source}", highlight=False)
+    import signal
+    import threading
+
     try:
-        try:
-            robot.connect()
-        except Exception as exc:  # a driver's own error: no port, no camera device, ...
-            fail(f"cannot connect to arm {arm_id or setup.robot_name}: {exc}", EXIT_SETUP)
+        robot.connect()
+    except Exception as exc:  # a driver's own error: no port, no camera device, ...
+        fail(f"cannot connect to arm {arm_id or setup.robot_name}: {exc}", EXIT_SETUP)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.set())  # Ctrl-C: hold, do not move home
+    try:
         try:
             result = calibrate_camera(
                 robot, setup.safety, description, camera, clock=SimulatedClock() if simulated else RealClock(),
                 n_poses=n_poses, min_sightings=min_sightings, K=K, move=move, marker_offset=marker_offset,
                 seed=seed, estimate_intrinsics=estimate_intrinsics and K is None, on_sighting=progress,
-                on_frame=on_frame,
+                on_frame=on_frame, stop=stopping.is_set,
             )
         finally:
+            signal.signal(signal.SIGINT, previous)
             robot.disconnect()
+    except CalibrationStopped as exc:
+        fail(str(exc), EXIT_STOPPED)
     except CalibrationRunError as exc:
         fail(str(exc), EXIT_SETUP)
     except CalibrationError as exc:
