@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 from typing import Callable
 
 import attrs
@@ -20,7 +19,7 @@ import numpy as np
 from vla.calibration.camera import CameraCalibration
 from vla.calibration.marker import MAGENTA, MarkerColor
 from vla.calibration.poses import PoseRegion, calibration_poses, travel_plan
-from vla.calibration.procedure import CalibrationDriver, CalibrationRunError, MoveSettings, Sighting
+from vla.calibration.procedure import CalibrationDriver, CalibrationRunError, MoveSettings, Sighting  # noqa: F401 (raised from here)
 from vla.calibration.solver import CalibrationError, Solution, solve_camera
 
 DEFAULT_POSES = 30
