@@ -183,6 +183,11 @@ class SimRobot:
                 obs[IMAGE_PREFIX + cam] = self.render(cam)
         return obs
 
+    def calibration_status(self):
+        from vla.robot import CalibrationStatus
+
+        return CalibrationStatus(True, "simulated arm: joint readings are exact, nothing to calibrate")
+
     def forward_kinematics(self, q) -> np.ndarray:
         return SO101.kinematics.forward_kinematics(q)
 
