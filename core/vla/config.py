@@ -202,6 +202,7 @@ class GatesConfig:
     min_control_hz: float = attrs.field(default=15.0, validator=_positive)  # G1
     max_underflows_per_min: float = attrs.field(default=1.0, validator=_positive)  # G1, strictly below
     startup_s: float = attrs.field(default=5.0, validator=_positive)  # G1: a run's first seconds are start-up
+    min_minutes: float = attrs.field(default=1.0, validator=_positive)  # G1: real time each arm must have run
     first_task_rate: float = attrs.field(default=0.7, validator=_rate)  # G2
     first_task_trials: int = attrs.field(default=20, validator=_at_least_one)  # G2
     tasks_rate: float = attrs.field(default=0.8, validator=_rate)  # G3

@@ -16,7 +16,7 @@ import numpy as np
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
 from vla_sim.config import SimConfig
 from vla_so101_description.description import SO101
-from vla_sim.scene import CUBE_HALF, FREE_BODIES
+from vla_sim.scene import CUBE_HALF, FREE_BODIES, TABLE_TOP
 from vla_sim.tasks import ENV_STATE_BODIES, Task, WorldState, check_success, resolve_task, sample_layout
 
 # A pose above the table with the gripper tilted down, clear of every object's start position.
@@ -211,4 +211,10 @@ class SimRobot:
 
     def success(self) -> bool:
         return check_success(self._task.id, self.world_state())
+
+    def incidents(self) -> list[str]:
+        """Gentle failures now visible in the scene: objects that have fallen off the table."""
+        d = self.data
+        return [f"{name} knocked off the table" for name, a in self._free_adr.items()
+                if d.qpos[a + 2] < TABLE_TOP - 0.01]
 
