@@ -23,6 +23,7 @@ def gates(ctx, folder, json_path):
     when every gate passes, 1 otherwise.
     """
     import attrs
+    from rich.markup import escape
     from rich.table import Table
 
     from vla.cli.common import lab_config
@@ -42,7 +43,8 @@ def gates(ctx, folder, json_path):
     table.add_column("evidence")
     for g in results:
         verdict = "[green]pass[/]" if g.passed else "[red]fail[/]"
-        table.add_row(g.name, verdict, g.title, "\n".join([f"[bold]{g.summary}[/]", *g.evidence]))
+        table.add_row(g.name, verdict, escape(g.title),
+                      "\n".join([f"[bold]{escape(g.summary)}[/]", *map(escape, g.evidence)]))
     console.print(table)
     console.print(f"read {len(found.runs)} tick logs, {len(found.evals)} eval results, "
                   f"{len(found.calibrations)} rewarder calibrations", highlight=False)

@@ -252,6 +252,10 @@ def gate_latency(found: Found, cfg) -> Gate:
                 f"round trip to the policy server: median {median(rtts):.0f} ms" if rtts else "no round trips logged",
                 "observe-to-action: from the tick whose observation a request carried to the tick that executed "
                 "the reply's first action"]
+    by_arm: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        by_arm[r.label].extend(r.latencies_ms)
+    evidence += [f"{label}: median {median(v):.0f} ms over {len(v)} chunks" for label, v in sorted(by_arm.items()) if v]
     figures = {"chunks": len(samples), "median_ms": med, "p90_ms": percentile(samples, 90),
                "within": within, "within_ci95": list(wilson_interval(len(samples), within))}
     return Gate("latency", title, med <= cfg.max_latency_ms, f"median {med:.0f} ms over {len(samples)} chunks",
