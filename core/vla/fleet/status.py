@@ -106,6 +106,11 @@ class StatusHooks(SessionHooks):
         self.write()
 
     def on_ready(self, session):
+        # The first render builds the renderer (the simulator's EGL context: seconds on a busy
+        # CPU); done here, before anything moves, it cannot stall the control loop.
+        if self.camera_hz > 0:
+            self._grab_frame(session, None)
+            self._last_frame = time.time()
         self.state = "running"
         self.write(force=True)
 
@@ -161,7 +166,7 @@ class StatusHooks(SessionHooks):
             return
         cam = self.camera if self.camera in cams else cams[0]
         try:
-            obs = tick.observation or {}
+            obs = (tick.observation if tick is not None else None) or {}
             image = obs.get("observation.images." + cam)
             if image is None:
                 render = getattr(robot, "render", None)  # one camera only, where the robot can
