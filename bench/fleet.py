@@ -14,7 +14,12 @@ reads every arm's tick log. Per arm it prints:
 The verdict (last line) is PASS when every arm runs at >= --min-hz with 0 underflows after
 start-up. If it does not fit, lower --camera-hz before --control-hz.
 
-    python bench/fleet.py [--arms 4] [--seconds 120] [--camera-hz 2] [--control-hz 30]
+The scripted expert costs ~50 ms of CPU per chunk, which on two shared cores is the fleet's
+largest load, so the defaults ask for fewer, longer chunks: 60 actions (2 s at 30 Hz), the
+next one asked for when half is left (one request per arm per second, 1 s of margin), both
+inside the lab plan's ranges (ACTIONS_PER_CHUNK 20-60, CHUNK_SIZE_THRESHOLD 0.5-0.7).
+
+    python bench/fleet.py [--arms 4] [--seconds 120] [--camera-hz 2] [--control-hz 30] [--horizon 60]
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--camera-hz", type=float, default=2.0)
     ap.add_argument("--control-hz", type=float, default=None, help="default: the sim's 30 Hz")
-    ap.add_argument("--threshold", type=float, default=None, help="chunk threshold (default: the lab config's)")
+    ap.add_argument("--horizon", type=int, default=60,
+                    help="actions per chunk the scripted policy plans and the arms use (the plan's range: 20-60)")
+    ap.add_argument("--threshold", type=float, default=0.5,
+                    help="ask for the next chunk when this share of it is left (the plan's range: 0.5-0.7)")
     ap.add_argument("--task", action="append", default=None, help="default: lift, push_left, pick_place")
     ap.add_argument("--startup-s", type=float, default=15.0)
     ap.add_argument("--min-hz", type=float, default=15.0)
@@ -72,7 +80,8 @@ def main(argv=None) -> int:
     port = free_port()
     vla = [sys.executable, "-m", "vla", "--config", str(work / "vla.yaml")]
     server_log = open(work / "serve.log", "wb")
-    server = subprocess.Popen([*vla, "serve", "--policy", "scripted", "--port", str(port)], stdout=server_log,
+    server = subprocess.Popen([*vla, "serve", "--policy", "scripted", "--port", str(port),
+                               "--set", f"horizon={args.horizon}"], stdout=server_log,
                               stderr=subprocess.STDOUT, cwd=work)
     try:
         wait_ready(f"http://127.0.0.1:{port}")
@@ -83,10 +92,11 @@ def main(argv=None) -> int:
             cmd += ["--task", t]
         if args.control_hz:
             cmd += ["--control-hz", str(args.control_hz)]
-        if args.threshold:
-            cmd += ["--threshold", str(args.threshold)]
+        cmd += ["--threshold", str(args.threshold), "--actions-per-chunk", str(args.horizon)]
         print(f"running: vla fleet run --robot sim --arms {args.arms} --for {args.seconds:g} --camera-hz "
-              f"{args.camera_hz:g} (tasks {', '.join(tasks)}) on {os.cpu_count()} CPUs", flush=True)
+              f"{args.camera_hz:g} --actions-per-chunk {args.horizon} --threshold {args.threshold:g} (tasks "
+              f"{', '.join(tasks)}) against vla serve --policy scripted --set horizon={args.horizon}, on "
+              f"{os.cpu_count()} CPUs", flush=True)
         started = time.time()
         fleet = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=args.seconds + 120)
         wall = time.time() - started
