@@ -159,3 +159,28 @@ def test_the_page_in_chromium_shows_both_arms_with_the_numbers_of_api_arms(lab, 
     assert snap["services"][0]["requests_per_s"] > 0
     fleet.proc.terminate()
     assert fleet.wait(60) == 143
+
+
+def test_vla_dashboard_serves_a_fleet_folder_and_refuses_without_one(fleet_dir, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "lab").mkdir()
+    config = tmp_path / "lab" / "vla.yaml"
+    config.write_text("log_dir: logs\n")
+    vla = [sys.executable, "-m", "vla", "--config", str(config), "dashboard"]
+    refused = subprocess.run(vla, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "no fleet run under" in refused.stderr
+    port = free_port()
+    proc = subprocess.Popen([*vla, "--fleet", str(fleet_dir), "--port", str(port), "--service", "gpu=ws://127.0.0.1:1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "dashboard of" in proc.stdout.readline()
+        snap = httpx.get(f"http://127.0.0.1:{port}/api/arms", timeout=10).json()
+        assert [a["label"] for a in snap["arms"]] == ["arm01", "arm02"]
+        assert [s["name"] for s in snap["services"]] == ["policy", "gpu"]
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.headers["content-type"].startswith("text/html") and 'id="initial"' in page.text
+    finally:
+        proc.terminate()
+        proc.wait(20)
