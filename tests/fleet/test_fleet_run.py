@@ -1,11 +1,13 @@
 """`vla fleet run`: one process per arm against one policy server, each with its own folder,
-log and safety file; SIGTERM holds every arm and closes every episode; an arm that loses its
+log and safety file; SIGTERM or Ctrl-C (SIGINT) holds every arm and closes every episode; an arm that loses its
 camera is reported and restarted while the other goes on."""
 
 from __future__ import annotations
 
 import json
 import signal
+
+import pytest
 
 from click.testing import CliRunner
 
@@ -17,17 +19,19 @@ def episodes(log_path):
     return [r for r in read_log(log_path) if r["type"] == "episode"]
 
 
-def test_sigterm_holds_every_arm_and_closes_every_episode(lab, policy, fleet_process, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_holds_every_arm_and_closes_every_episode(sig, lab, policy, fleet_process, tmp_path):
     config = lab()
     fleet = fleet_process(config, tmp_path / "run", "--all", "--task", "wave", "--policy-url", policy.url)
     fleet.wait_for(lambda: all(fleet.status(a).get("ticks", 0) > 45 for a in ("arm01", "arm02")),
                    what="both arms running")
-    fleet.proc.send_signal(signal.SIGTERM)
-    assert fleet.wait(60) == 128 + signal.SIGTERM, fleet.text()
+    fleet.proc.send_signal(sig)
+    assert fleet.wait(60) == 128 + sig, fleet.text()
     summary = json.loads((tmp_path / "run" / "fleet.json").read_text())
-    assert summary["stopped_by"] == "SIGTERM"
+    assert summary["stopped_by"] == sig.name
     safety_files = set()
     for arm in summary["arms"]:
+        # each arm is stopped by the supervisor's SIGTERM, whatever stopped the supervisor
         assert arm["outcome"] == "stopped" and arm["exit_codes"] == [128 + signal.SIGTERM], arm
         folder = tmp_path / "run" / "arms" / arm["label"]
         records = list(read_log(folder / "ticks.jsonl"))
