@@ -111,10 +111,8 @@ def run(ctx, arm_ids, all_arms, robot, n_arms, tasks, duration_s, restarts, out_
     console.print(f"[bold]vla fleet run[/] {len(specs)} arms → {out}", highlight=False)
 
     def on_signal(signum, _frame):
-        name = signal.Signals(signum).name
-        if fleet_.stopping is not None and signum == signal.SIGINT:
-            fleet_._kill_all()  # a second Ctrl-C: do not wait for the arms
-        fleet_.stop(name)
+        # a second Ctrl-C: do not wait for the arms
+        fleet_.stop(signal.Signals(signum).name, force=fleet_.stopping is not None and signum == signal.SIGINT)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     table = LiveTable(console, out)

@@ -28,7 +28,7 @@ import attrs
 from vla.fleet.arm import ArmSpec
 from vla.fleet.status import LOG_FILE, read_status
 
-STOP_SIGNAL_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+STOP_SIGNAL_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
 
 
 @attrs.define
@@ -67,6 +67,7 @@ class Fleet:
         self.restart_delay_s = restart_delay_s
         self.env = env
         self.stopping: str | None = None
+        self.kill_now = False  # set by a second Ctrl-C; the loop kills every arm without waiting
         self.started_at = time.time()
 
     # ------------------------------------------------------------- processes
@@ -94,8 +95,10 @@ class Fleet:
         for arm in self.arms:
             self._start(arm)
 
-    def stop(self, reason: str = "stop") -> None:
-        """Ask every arm to hold and close its episode (SIGTERM); ``wait`` collects them."""
+    def stop(self, reason: str = "stop", force: bool = False) -> None:
+        """Ask every arm to hold and close its episode (SIGTERM); ``run`` collects them.
+        ``force``: kill them at the loop's next turn instead of waiting (safe from a signal handler)."""
+        self.kill_now = self.kill_now or force
         if self.stopping is None:
             self.stopping = reason
         for arm in self.arms:
@@ -119,7 +122,7 @@ class Fleet:
                 status = read_status(arm.folder) or {}
                 if code == 0:
                     arm.outcome, arm.cause = "done", None
-                elif code in STOP_SIGNAL_CODES or (code < 0 and -code in (signal.SIGTERM, signal.SIGINT)):
+                elif code in STOP_SIGNAL_CODES:
                     arm.outcome, arm.cause = "stopped", None
                 else:
                     arm.outcome = "crashed"
@@ -155,7 +158,7 @@ class Fleet:
                     self.stop("time is up")
                 if self.stopping is not None:
                     stop_sent_at = stop_sent_at or now
-                    if now - stop_sent_at > self.stop_timeout_s:
+                    if self.kill_now or now - stop_sent_at > self.stop_timeout_s:
                         self._kill_all()
                 time.sleep(every_s)
         finally:
@@ -172,7 +175,9 @@ class Fleet:
                 arm.proc.wait(5)
                 arm.exits.append(arm.proc.returncode)
                 arm.proc = None
-                arm.outcome, arm.cause = "killed", f"did not stop within {self.stop_timeout_s:g} s of SIGTERM"
+                arm.outcome = "killed"
+                arm.cause = "killed at a second Ctrl-C" if self.kill_now else \
+                    f"did not stop within {self.stop_timeout_s:g} s of SIGTERM"
 
     def _wait_all(self, timeout_s: float) -> None:
         end = time.time() + timeout_s
