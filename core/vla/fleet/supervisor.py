@@ -5,7 +5,8 @@ Invariants:
 - every arm runs in its own process and session (``start_new_session``), so an arm that
   crashes, hangs or loses its camera takes nothing else down, and a Ctrl-C in the terminal
   reaches only the supervisor, which passes it on as one SIGTERM per arm (each arm then
-  holds and closes its episode, as `vla run` does);
+  holds and closes its episode, as `vla run` does). Where the kernel shares CPU time by
+  session (``sched_autogroup``), this also gives each arm its own share;
 - an arm that exits while the fleet is not stopping is reported with its exit code and the
   cause from its status file or log, and started again while it has restarts left;
 - an arm that does not end within ``stop_timeout_s`` of the SIGTERM is killed, and that is
