@@ -5,7 +5,9 @@ camera is reported and restarted while the other goes on."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import time
 
 import pytest
 
@@ -75,3 +77,28 @@ def test_the_arms_are_chosen_one_way_and_must_exist(lab, tmp_path):
                           (["--arm", "arm01", "--arm", "arm01"], "named twice")):
         result = runner.invoke(cli, ["--config", str(config), "fleet", "run", "--task", "t", *args])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_arms_hold_and_stop_by_themselves_when_the_supervisor_is_killed(lab, policy, fleet_process, tmp_path):
+    config = lab()
+    fleet = fleet_process(config, tmp_path / "run", "--all", "--task", "wave", "--policy-url", policy.url)
+    fleet.wait_for(lambda: all(fleet.status(a).get("ticks", 0) > 30 for a in ("arm01", "arm02")), what="both arms running")
+    pids = [fleet.status(a)["pid"] for a in ("arm01", "arm02")]
+    fleet.proc.kill()  # no chance to pass a stop on
+    fleet.wait(10)
+    end = time.time() + 30
+    while time.time() < end and any(fleet.status(a).get("state") == "running" for a in ("arm01", "arm02")):
+        time.sleep(0.2)
+    for label in ("arm01", "arm02"):
+        assert fleet.status(label)["state"] == "stopped", fleet.status(label)
+        records = list(read_log(tmp_path / "run" / "arms" / label / "ticks.jsonl"))
+        assert any(r["type"] == "event" and r["event"] == "stop" and r["reason"] == "supervisor gone" for r in records)
+    for pid in pids:  # and the processes are gone
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"arm process {pid} still runs")
