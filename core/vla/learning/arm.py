@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             log_path=spec.get("log_path") or os.devnull, record_dir=spec.get("record_dir"), kind="learn",
             run_id=spec["run_id"], label=spec["arm"], clock=spec.get("clock", "simulated"),
             capture=FrameCapture(cameras=("front",)), episode_s=None, handle_signals=False,
+            # the whole chunk by default: an open-loop primitive plan needs no fresh frame every
+            # second, and each request costs a render and a round trip
+            actions_per_chunk=spec.get("actions_per_chunk") or 100_000, threshold=spec.get("threshold"),
         )
         hooks = ArmHooks(spec, channel, commands, robot_ref)
         runner = SessionRunner(loaded, options, hooks=[hooks])

@@ -72,10 +72,12 @@ def _pairs(values, option: str) -> dict:
 @click.option("--duration", "episode_s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds per episode (default: the simulator's task limit; a real arm needs it).")
 @click.option("--tick-logs", is_flag=True, help="Write every arm's tick log under OUT/logs (large).")
+@click.option("--actions-per-chunk", type=click.IntRange(min=1), default=None,
+              help="Actions used from each chunk (default: the policy's whole chunk).")
 @click.pass_context
 def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget, out_dir, resume, record_dir, trainer,
           policy, policy_pairs, trainer_pairs, robot_pairs, seed, heldout, selection_layouts, select_every, stop_at,
-          rewarder_noise, episode_s, tick_logs):
+          rewarder_noise, episode_s, tick_logs, actions_per_chunk):
     """Improve a policy from a rewarder's scores alone: no demonstrations.
 
     Starts a policy server (the learnable policy, its parameters set per episode by the
@@ -92,6 +94,7 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
     from vla.learning.progress import LearnProgress
     from vla.learning.rewarders import parse_noise
 
+    t0 = time.monotonic()
     if rewarder and rewarder_url:
         raise click.UsageError("give --rewarder NAME or --rewarder-url URL, not both")
     if bool(n_arms) == bool(arm_ids):
@@ -129,7 +132,7 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
         policy_overrides=policy_overrides, rewarder=None if rewarder_url else (rewarder or "heuristic"),
         rewarder_url=rewarder_url, rewarder_noise=noise, selection_layouts=selection_layouts,
         select_every=select_every, stop_at=stop_at, heldout=heldout, record_dir=record_dir, episode_s=episode_s,
-        resume=resume, tick_logs=tick_logs,
+        resume=resume, tick_logs=tick_logs, actions_per_chunk=actions_per_chunk,
     )
     operator = None
     if clock == "real":
@@ -139,7 +142,7 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
     progress = LearnProgress(err)
     try:
         with progress:
-            result = LearnRun(settings, progress=progress, operator=operator).run()
+            result = LearnRun(settings, progress=progress, operator=operator, t0=t0).run()
     except LearningError as exc:
         err.print(f"[red]Error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

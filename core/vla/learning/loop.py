@@ -71,6 +71,7 @@ class LearnSettings:
     episode_s: float | None = None
     resume: bool = False
     tick_logs: bool = False
+    actions_per_chunk: int | None = None  # None: the policy's whole chunk
 
 
 @attrs.define
@@ -122,7 +123,7 @@ def learnable_policy(spec, backend):
 
 class LearnRun:
     def __init__(self, settings: LearnSettings, progress: Callable[[str, dict], None] | None = None,
-                 operator=None):
+                 operator=None, t0: float | None = None):
         self.s = settings
         self.out = Path(settings.out)
         self.progress = progress or (lambda kind, info: None)
@@ -134,7 +135,8 @@ class LearnRun:
         self.run_id = time.strftime("%Y%m%d-%H%M%S")
         self.goal: str | None = None
         self._services: list = []
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if t0 is None else t0  # wall time from the command's start
+        self._cpu0 = 0.0
         self._learner_log = None
         self.state: dict[str, Any] = {}
         self.trainer = None
@@ -250,6 +252,7 @@ class LearnRun:
                 "arm_files": self.s.arm_files, "policy_url": self.policy_url, "rewarder_url": self.rewarder_url,
                 "run_id": f"{self.run_id}-{arm}", "clock": self.s.clock, "audit_path": str(self.audit_path),
                 "record_dir": self.s.record_dir, "episode_s": self.s.episode_s,
+                "actions_per_chunk": self.s.actions_per_chunk,
                 "log_path": str(logs / f"{arm}.ticks.jsonl") if self.s.tick_logs else None,
             }
             process = ArmProcess(arm, spec, self.events, logs / f"{arm}.stderr.log")
@@ -306,7 +309,7 @@ class LearnRun:
                 "curve": [], "selections": [], "phase": "learn", "space": [attrs.asdict(p) for p in self.space],
                 "rewarder": self.s.rewarder_url or self.s.rewarder, "noise": list(self.s.rewarder_noise or []) or None,
             }
-        self._cpu0 = self.cpu.seconds()
+        self._cpu0 = 0.0  # this process's CPU from its start: the calibration and start-up count too
         self._learner_log = (self.out / "learner.jsonl").open("a", buffering=1)
 
     # ================================================================ episodes on the arms
