@@ -12,7 +12,7 @@ It runs the episodes the learner sends it, one at a time, and at each episode's 
    time, tool path length, safety events) - never the simulator's check.
 
 Protocol, JSON lines. Learner -> arm on stdin: ``{"type": "job", "job": ID, "seed": S}``,
-``{"type": "abort"}`` (end the running episode now, holding the arm: an operator's pause),
+``{"type": "abort", "job": ID}`` (end that episode now, holding the arm: an operator's pause),
 ``{"type": "stop"}``. Arm -> learner on the original stdout: ``ready``, ``episode`` (per job),
 ``aborted``, ``error`` and ``end`` messages. Everything else the process prints goes to stderr.
 
@@ -66,7 +66,6 @@ class LearningRobot:
         return getattr(self._robot, "max_episode_s", None)
 
     def reset(self, task: str, seed: int | None = None) -> None:
-        self.aborted.clear()
         self._t0 = time.monotonic()
         if self._episodic:
             self._robot.reset(task, seed)
@@ -86,6 +85,20 @@ class LearningRobot:
 
     def audit_success(self) -> bool | None:
         return bool(self._robot.success()) if self._episodic else None
+
+
+def _stated_goal(robot) -> str | None:
+    """The goal text an episodic robot states for its task (the simulator's ``task`` key)."""
+    if not robot._episodic:
+        return None
+    import inspect
+
+    try:
+        light = "images" in inspect.signature(robot.observe).parameters
+    except (TypeError, ValueError):
+        light = False
+    goal = (robot.observe(images=False) if light else robot.observe()).get("task")
+    return goal if isinstance(goal, str) and goal else None
 
 
 class _Channel:
@@ -110,6 +123,8 @@ class _Commands:
         self.jobs: queue.Queue = queue.Queue()
         self._robot_ref = robot_ref
         self.stopping = threading.Event()
+        self.aborted_jobs: set = set()
+        self.current = None  # the job id of the episode running now
         threading.Thread(target=self._read, name="learner-commands", daemon=True).start()
 
     def _read(self) -> None:
@@ -121,8 +136,11 @@ class _Commands:
             kind = message.get("type")
             if kind == "job":
                 self.jobs.put(message)
-            elif kind == "abort" and self._robot_ref:
-                self._robot_ref[0].aborted.set()
+            elif kind == "abort":
+                # the job may not have started yet: remember it, so that it ends at once when it does
+                self.aborted_jobs.add(message.get("job"))
+                if self._robot_ref and self.current == message.get("job"):
+                    self._robot_ref[0].aborted.set()
             elif kind == "stop":
                 break
         self.stopping.set()
@@ -152,7 +170,14 @@ class ArmHooks(SessionHooks):
             if job is None:
                 return
             self.job = job
+            robot = self.robot_ref[0]
+            robot.aborted.clear()
+            self.commands.current = job.get("job")
+            if job.get("job") in self.commands.aborted_jobs:
+                self.commands.aborted_jobs.discard(job.get("job"))
+                robot.aborted.set()  # cut before it began: it ends at its first tick
             yield EpisodeSpec(task, job.get("seed"))
+            self.commands.current = None
 
     # -------------------------------------------------------------- hooks
 
@@ -173,8 +198,7 @@ class ArmHooks(SessionHooks):
         goal = self.spec["task"]
         if robot._episodic:  # the simulator states a task id's goal text
             robot.reset(self.spec["task"], None)
-            stated = robot.observe(images=False).get("task")
-            goal = stated if isinstance(stated, str) and stated else goal
+            goal = _stated_goal(robot) or goal
         self.channel.send(type="ready", arm=self.spec["arm"], control_hz=session.settings.control_hz,
                           policy=(session.metadata or {}).get("policy"), goal=goal)
 
@@ -194,14 +218,14 @@ class ArmHooks(SessionHooks):
         job = self.job or {}
         robot = session.robot
         if robot.aborted.is_set():
+            self.commands.aborted_jobs.discard(job.get("job"))  # when it comes again, it runs
             result.keep = False
             self.channel.send(type="aborted", arm=self.spec["arm"], job=job.get("job"))
             return
         frames = [f.images["front"] for f in result.frames if "front" in f.images]
         if len(frames) < 2:
             raise RuntimeError(f"the episode kept {len(frames)} front-camera frames; the rewarder needs the first and last")
-        goal = robot.observe(images=False).get("task") if hasattr(robot, "observe") else None
-        goal = goal if isinstance(goal, str) and goal else result.task
+        goal = _stated_goal(robot) or result.task
         reply = self._score(frames, goal, job.get("job"))
         audit_success = robot.audit_success()
         result.keep = bool(reply.get("success"))  # a recording keeps rewarder-approved episodes only

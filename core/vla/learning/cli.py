@@ -91,6 +91,7 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
     """
     from vla.learning.contract import LearningError
     from vla.learning.loop import LearnRun, LearnSettings
+    from vla.learning.operator import OperatorQuit
     from vla.learning.progress import LearnProgress
     from vla.learning.rewarders import parse_noise
 
@@ -146,6 +147,9 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
     except LearningError as exc:
         err.print(f"[red]Error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except OperatorQuit:
+        err.print(f"stopped by the operator; the last checkpoint is {out / 'checkpoint.json'} (continue with --resume)")
+        sys.exit(130)
     except KeyboardInterrupt:
         err.print(f"interrupted; the last checkpoint is {out / 'checkpoint.json'} (continue with --resume)")
         sys.exit(130)

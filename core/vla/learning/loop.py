@@ -339,6 +339,7 @@ class LearnRun:
         """Run ``jobs`` on the arms (each arm one episode at a time); ``on_done(job, message)`` per episode."""
         pending = list(jobs)
         busy: dict[str, _Job] = {}
+        self._busy = busy
         while pending or busy:
             for arm in self.arms:
                 if arm not in busy and pending and (self.operator is None or not self.operator.paused):
@@ -360,8 +361,9 @@ class LearnRun:
                 self._fail_on(arm, message)
 
     def abort_running(self) -> None:
-        for arm in self.arms.values():
-            arm.send(type="abort")
+        """End every running episode now (an operator's pause); each is run again later."""
+        for arm, job in list(getattr(self, "_busy", {}).items()):
+            self.arms[arm].send(type="abort", job=job.job)
 
     # ================================================================ learning
 

@@ -14,8 +14,8 @@ import sys
 import threading
 
 
-class OperatorQuit(KeyboardInterrupt):
-    """The operator typed q."""
+class OperatorQuit(Exception):
+    """The operator typed q (or the input ended): the run stops; its last checkpoint stays."""
 
 
 class Operator:
@@ -23,6 +23,7 @@ class Operator:
         self.console = console
         self.paused = False
         self._lines: queue.Queue = queue.Queue()
+        self._next: str | None = None  # a line read but not yet used (an answer to the next prompt)
         self._stream = stream if stream is not None else sys.stdin
         threading.Thread(target=self._read, name="operator", daemon=True).start()
 
@@ -31,43 +32,46 @@ class Operator:
             self._lines.put(line.strip().lower())
         self._lines.put("q")  # no more input: nobody is there to reset the scene
 
-    def _take(self, timeout: float | None):
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def _peek(self, timeout: float | None) -> str | None:
+        if self._next is None:
+            try:
+                self._next = self._lines.get(timeout=timeout) if timeout != 0 else self._lines.get_nowait()
+            except queue.Empty:
+                return None
+        return self._next
+
+    def _take(self) -> str:
+        line = self._peek(None)
+        self._next = None
+        return line
+
+    def _pause(self) -> None:
+        self.paused = True
+        self.console.print("paused: every arm holds its last safe position; press Enter to resume", highlight=False)
+        if self._take() == "q":
+            raise OperatorQuit()
+        self.paused = False
+        self.console.print("resumed", highlight=False)
 
     def poll(self, run) -> None:
-        """Between reports from the arms: a 'p' pauses every arm until the next line."""
-        line = self._take(0)
-        if line is None:
-            return
+        """Between reports from the arms: 'p' pauses every arm until the next line, 'q' quits.
+        Any other line is left for the next prompt."""
+        line = self._peek(0)
         if line == "q":
             raise OperatorQuit()
         if line == "p":
+            self._take()
             run.abort_running()
-            self.paused = True
-            self.console.print("paused: every arm holds its last safe position; press Enter to resume", highlight=False)
-            while True:
-                line = self._take(None)
-                if line == "q":
-                    raise OperatorQuit()
-                break
-            self.paused = False
-            self.console.print("resumed", highlight=False)
+            self._pause()
 
     def reset_scene(self, arm: str, job) -> bool:
         """Ask for the scene of ``arm`` to be reset; False if the operator paused instead."""
         self.console.print(f"[bold]{arm}[/]: reset the scene for episode {job.job}, then press Enter "
                            "(p: pause, q: quit)", highlight=False)
-        line = self._take(None)
+        line = self._take()
         if line == "q":
             raise OperatorQuit()
         if line == "p":
-            self.paused = True
-            self.console.print("paused: press Enter to resume", highlight=False)
-            if self._take(None) == "q":
-                raise OperatorQuit()
-            self.paused = False
+            self._pause()
             return False
         return True
