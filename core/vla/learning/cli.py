@@ -189,6 +189,11 @@ def _sim_lab(loaded, out: Path, robot: str, arms: list[str], overrides: dict) ->
         robot_config["cameras"] = ["front"]  # the policy and the rewarder use the front camera only
     robot_config.update(overrides)
     data = unstructure(loaded.config)
+    # no secrets on disk: the arms talk to this run's own loopback services, and a remote
+    # rewarder's key reaches them through the environment
+    for section in ("policy_server", "rewarder"):
+        if isinstance(data.get(section), dict):
+            data[section]["api_key"] = None
     data["arms"] = {}
     data["log_dir"] = str((out / "logs").resolve())
     for arm in arms:

@@ -89,6 +89,7 @@ class EpisodeOutcome:
 @runtime_checkable
 class OnlineTrainer(Protocol):
     episodes_per_candidate: int  # each candidate runs this many episodes per round (one per layout)
+    popsize: int  # candidates per round
 
     @property
     def generation(self) -> int:

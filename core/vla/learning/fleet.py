@@ -30,8 +30,9 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class ArmProcess:
-    def __init__(self, arm: str, spec: dict, events: queue.Queue, stderr_path: Path):
+    def __init__(self, arm: str, spec: dict, events: queue.Queue, stderr_path: Path, env: dict | None = None):
         self.arm = arm
+        self.extra_env = dict(env or {})  # secrets go here, never on the command line
         self.spec = spec
         self.events = events
         self.stderr_path = Path(stderr_path)
@@ -41,7 +42,7 @@ class ArmProcess:
     def start(self) -> None:
         self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
         self._stderr = self.stderr_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vla.learning.arm", json.dumps(self.spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1, env=env,

@@ -165,6 +165,9 @@ class LearnRun:
                 saved = load_checkpoint(self.checkpoint_path)
             except CheckpointError as exc:
                 raise LearningError(str(exc)) from None
+            if saved[0].get("phase") == "done" and (self.out / "result.json").exists():
+                self.progress("status", {"text": f"the run in {self.out} is finished; nothing to resume"})
+                return json.loads((self.out / "result.json").read_text())
         elif self.checkpoint_path.exists():
             raise LearningError(f"{self.out} already holds a run ({self.checkpoint_path.name}); "
                                 "pass --resume to continue it, or choose another --out")
@@ -217,8 +220,10 @@ class LearnRun:
         server = PolicyServerThread(backend, self.s.policy).start()
         self._services.append(server)
         self.policy_url = server.url
+        self.rewarder_api_key = None
         if self.s.rewarder_url:
             self.rewarder_url = self.s.rewarder_url
+            self.rewarder_api_key = os.environ.get("VLA_REWARDER_API_KEY") or loaded.config.rewarder.api_key
             self._check_rewarder_url()
         else:
             self.progress("status", {"text": f"starting the rewarder service ({self.s.rewarder})"})
@@ -233,8 +238,7 @@ class LearnRun:
     def _check_rewarder_url(self) -> None:
         from vla.rewarding.client import RewarderClient
 
-        client = RewarderClient(self.rewarder_url, api_key=os.environ.get("VLA_REWARDER_API_KEY"), timeout=10.0,
-                                retries=1)
+        client = RewarderClient(self.rewarder_url, api_key=self.rewarder_api_key, timeout=10.0, retries=1)
         try:
             client.wait_ready(timeout=30.0)
         except (TimeoutError, ConnectionError) as exc:
@@ -255,7 +259,8 @@ class LearnRun:
                 "actions_per_chunk": self.s.actions_per_chunk,
                 "log_path": str(logs / f"{arm}.ticks.jsonl") if self.s.tick_logs else None,
             }
-            process = ArmProcess(arm, spec, self.events, logs / f"{arm}.stderr.log")
+            process = ArmProcess(arm, spec, self.events, logs / f"{arm}.stderr.log",
+                                 env={"VLA_REWARDER_API_KEY": self.rewarder_api_key} if self.rewarder_api_key else None)
             process.start()
             self.cpu.watch(process.proc.pid)
             self.arms[arm] = process
