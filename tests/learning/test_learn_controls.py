@@ -132,3 +132,43 @@ def test_a_rewarder_that_is_down_fails_the_run_with_the_cause(tmp_path, sim_cali
                      "--rewarder-url", "http://127.0.0.1:9", calibration=sim_calibration, check=False, timeout=120)
     assert done.returncode == 1
     assert "rewarder at http://127.0.0.1:9" in done.stderr and "not ready" in done.stderr
+
+
+def _start_and_wait_for_a_scored_episode(kit, out: Path, *args) -> subprocess.Popen:
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([kit.VLA, "learn", "--out", str(out), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=kit.env(), cwd=out.parent)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "audit.jsonl").exists() and (out / "audit.jsonl").read_text().strip():
+            return proc
+        time.sleep(0.2)
+    raise AssertionError(f"no episode was scored: {proc.communicate(timeout=30)[1][-3000:]}")
+
+
+def test_an_arm_that_crashes_stops_the_run_with_its_name(tmp_path, sim_calibration, kit):
+    out = tmp_path / "crash"
+    proc = _start_and_wait_for_a_scored_episode(
+        kit, out, "--task", "lift", "--robot", "sim", "--arms", "2", "--budget", "60", *kit.SMALL,
+        "--set-policy", f"calibration={sim_calibration}")
+    (victim,) = [pid for pid in _arm_processes(out) if "sim02" in Path(f"/proc/{pid}/cmdline").read_text()]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "arm sim02 exited (code -9)" in stderr
+
+
+def test_a_rewarder_that_goes_down_mid_run_stops_it_with_the_cause(tmp_path, sim_calibration, kit):
+    from vla.rewarding.service import RewarderService, RunningService
+    from vla_heuristic.rewarder import HeuristicRewarder
+
+    service = RewarderService("heuristic", HeuristicRewarder)
+    running = RunningService(service).__enter__()
+    assert service.wait_loaded(30)
+    proc = _start_and_wait_for_a_scored_episode(
+        kit, tmp_path / "down-later", "--task", "lift", "--robot", "sim", "--arms", "1", "--budget", "60",
+        "--rewarder-url", running.url, *kit.SMALL, "--set-policy", f"calibration={sim_calibration}")
+    running.close()
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "arm sim01 failed" in stderr and "the rewarder is down" in stderr

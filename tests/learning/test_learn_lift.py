@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def test_learns_lift_from_rewarder_scores_alone(tmp_path, sim_calibration, kit):
     out = tmp_path / "lift"
     kit.vla_learn(out, "--task", "lift", "--robot", "sim", "--arms", "2", "--rewarder", "heuristic",
-                  "--budget", "200", "--heldout", "20", calibration=sim_calibration, timeout=1800)
+                  "--budget", "200", "--heldout", "20", "--duration", "7", calibration=sim_calibration, timeout=1800)
     result = json.loads((out / "result.json").read_text())
     h = result["heldout"]
     assert result["task"] == "lift" and result["episodes"] <= 200 and h["episodes"] == 20
@@ -40,7 +40,7 @@ def test_learns_lift_from_rewarder_scores_alone(tmp_path, sim_calibration, kit):
 def test_an_inverted_rewarder_teaches_it_to_fail(tmp_path, sim_calibration, kit):
     out = tmp_path / "inverted"
     kit.vla_learn(out, "--task", "lift", "--robot", "sim", "--arms", "2", "--rewarder-noise", "invert",
-                  "--budget", "80", "--heldout", "10", calibration=sim_calibration, timeout=1800)
+                  "--budget", "80", "--heldout", "10", "--duration", "7", calibration=sim_calibration, timeout=1800)
     result = json.loads((out / "result.json").read_text())
     state = json.loads((out / "checkpoint.json").read_text())["run"]
     # the learner made the inverted rewarder happy ...

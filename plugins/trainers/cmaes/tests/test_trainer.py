@@ -47,7 +47,7 @@ def test_learns_the_optimum_of_a_toy_rewarder():
 def test_a_zero_rewarder_teaches_nothing_but_effort():
     """Every score 0: fitness is only the effort term, identical for all, so the mean wanders but
     never homes in on the target."""
-    trainer = CMAESTrainer(CMAESConfig(layouts_per_generation=1), space=SPACE, seed=3)
+    trainer = CMAESTrainer(CMAESConfig(layouts_per_generation=1, effort_per_m=0.05), space=SPACE, seed=3)
     for _ in range(20):
         stats = run_round(trainer, score=lambda p: 0.0, path_m=1.0)
     assert stats["best_fitness"] == pytest.approx(-0.05)
