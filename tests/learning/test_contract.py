@@ -118,3 +118,57 @@ def test_noisy_rewarders_flip_invert_and_zero():
     assert inverted.score == pytest.approx(0.1) and inverted.success is False
     zero = NoisyRewarder(_Half(), "zero").score([], "g")
     assert zero.score == 0.0 and zero.success is False
+
+
+class _Sim:
+    """An episodic robot's surface: it can reset, judge itself and tell its own time."""
+
+    max_episode_s = 12.0
+
+    def __init__(self):
+        self.elapsed_s, self.won, self.resets = 0.0, False, []
+
+    def reset(self, task, seed=None):
+        self.resets.append((task, seed))
+        self.elapsed_s = 0.0
+
+    def success(self):
+        return self.won
+
+    def timed_out(self):
+        return self.elapsed_s >= self.max_episode_s
+
+
+def test_the_control_loop_never_learns_of_the_simulators_success():
+    from vla.learning.arm import LearningRobot
+
+    sim = _Sim()
+    robot = LearningRobot(sim, episode_s=None)
+    robot.reset("lift", 3)
+    sim.won = True
+    assert robot.success() is False and robot.audit_success() is True  # only the audit reads it
+    assert not robot.timed_out()
+    sim.elapsed_s = 12.0
+    assert robot.timed_out() and sim.resets == [("lift", 3)]
+    shorter = LearningRobot(sim, episode_s=7.0)
+    sim.elapsed_s = 7.0  # the simulator's own time, not the wall clock
+    assert shorter.max_episode_s == 7.0 and shorter.timed_out()
+    sim.elapsed_s = 1.0
+    shorter.aborted.set()  # an operator's pause ends the episode at once
+    assert shorter.timed_out()
+
+
+def test_a_real_arm_gets_an_operator_reset_and_a_wall_clock_limit():
+    from vla.learning.arm import LearningRobot
+
+    class Arm:
+        joint_names = ("a",)
+
+    robot = LearningRobot(Arm(), episode_s=0.05)
+    robot.reset("lift the yellow cube", None)  # nothing to reset: the operator did
+    assert robot.audit_success() is None and robot.joint_names == ("a",)
+    assert not robot.timed_out()
+    import time
+
+    time.sleep(0.06)
+    assert robot.timed_out()
