@@ -5,7 +5,7 @@ the goal names in the front camera frame, takes that session's parameters (from 
 source a learner plugs in, else the fixed ones), and plans the whole episode as joint targets.
 Every later request of the session gets the rest of that plan from where the arm is: with RTC
 the unexecuted rest of the previous chunk (``prev_chunk``) says exactly where; without it the
-nearest planned pose to the observed joints does. The chunk is ``horizon`` long (10 s by
+nearest planned pose to the observed joints does. The chunk is ``horizon`` long (20 s by
 default), so a client that uses whole chunks asks two or three times per episode.
 
 ``observation.environment_state`` is never read: objects come from the camera only.
@@ -50,6 +50,7 @@ class _Episode:
     plan: np.ndarray  # (P, n) joint targets from the tick after the first observation
     scene: Scene
     start: int = 0  # plan index where the last chunk sent started
+    intervals: list[int] = attrs.field(factory=list)  # ticks between requests, where the pose told clearly
 
 
 class PrimitivesBackend:
@@ -94,7 +95,7 @@ class PrimitivesBackend:
         )
 
     def warmup(self) -> None:
-        """Plan once on a synthetic frame so that OpenCV and the IK are loaded before the first episode."""
+        """Load OpenCV and run one IK move, so that the first episode's plan is not the slow one."""
         import cv2  # noqa: F401  (the import is the slow part)
 
         Trajectory(self.desc, self.desc.home, self.config.control_hz).move(
@@ -143,8 +144,11 @@ class PrimitivesBackend:
             raise ValueError("the primitives need the goal text in 'task'")
         session = str(obs.get("session") or "")
         with self._lock:
+            if obs.get("reset"):
+                # a new episode: the last one's plan must not answer a retry if planning fails
+                self._episodes.pop(session, None)
             ep = self._episodes.get(session)
-        if obs.get("reset") or ep is None or ep.goal.text != task:
+        if ep is None or ep.goal.text != task:
             ep = self._new_episode(session, task, q, obs)
             j = 0
         else:
@@ -205,14 +209,25 @@ class PrimitivesBackend:
                 for j in range(s, hi + 1):
                     if j + m <= len(ext) and np.allclose(ext[j : j + m], prev[:m], atol=1e-5):
                         return min(j, last)
-        # nearest planned arm pose to the observed one, the earliest where several tie (holds)
+        # Nearest planned arm pose to the observed one. Where the arm stands still in the plan (the
+        # jaws closing) many ticks tie: the client's requests come at a steady interval, so take
+        # the interval measured where the match was clear; before one is known, the earliest tie
+        # (a replayed wait, never a skipped one).
         arm = self.desc.arm_joints
         hi = min(s + h + 30, last)
         window = plan[s:hi, :arm].astype(np.float64)
         if not len(window):
             return last
         d = np.abs(window - q[:arm]).max(axis=1)
-        j = int(np.flatnonzero(d <= d.min() + 1e-3)[0])
+        ties = np.flatnonzero(d <= d.min() + 1e-3)
+        if len(ties) <= 2:
+            j = int(ties[0])
+            if j > 0:
+                ep.intervals.append(j)
+        elif ep.intervals:
+            j = int(np.clip(int(np.median(ep.intervals[-5:])), ties[0], ties[-1]))
+        else:
+            j = int(ties[0])
         return min(s + j + 1, last)
 
 

@@ -25,7 +25,7 @@ class PrimitivesConfig:
     params: str | None = None
     robot: str = "so101"  # the robot plugin whose description gives the kinematics and limits
     camera: str = "front"
-    horizon: int = attrs.field(default=300, validator=_positive)  # actions per chunk: 10 s at 30 Hz
+    horizon: int = attrs.field(default=600, validator=_positive)  # actions per chunk: 20 s at 30 Hz, a whole episode
     control_hz: float = attrs.field(default=30.0, validator=_positive)  # the rate chunks are timed for
     speed: float = attrs.field(default=0.15, validator=_positive)  # m/s of the tool in free moves
     approach_speed: float = attrs.field(default=0.07, validator=_positive)  # m/s near objects

@@ -24,7 +24,7 @@ import numpy as np
 from vla.calibration.camera import CameraCalibration
 
 
-class PerceptionError(RuntimeError):
+class PerceptionError(ValueError):
     """What the task needs is not in the frame (e.g. no red pixels at all)."""
 
 
@@ -92,8 +92,9 @@ def colour_mask(hsv: np.ndarray, colour: str, reference: float | None = None) ->
     for lo, hi in hue.ranges:
         mask |= (h >= lo) & (h <= hi)
     mask &= (s >= hue.min_s) & (v >= hue.min_v_share * ref)
-    # remove single-pixel speckle at blob edges
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+    # remove speckle at blob edges; a symmetric kernel (an even one shifts the mask by a pixel)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, cross) > 0
 
 
 def _components(mask: np.ndarray):
