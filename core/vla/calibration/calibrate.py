@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 from typing import Callable
 
 import attrs
@@ -20,7 +19,7 @@ import numpy as np
 from vla.calibration.camera import CameraCalibration
 from vla.calibration.marker import MAGENTA, MarkerColor
 from vla.calibration.poses import PoseRegion, calibration_poses, travel_plan
-from vla.calibration.procedure import CalibrationDriver, CalibrationRunError, MoveSettings, Sighting
+from vla.calibration.procedure import CalibrationDriver, CalibrationRunError, MoveSettings, Sighting  # noqa: F401 (raised from here)
 from vla.calibration.solver import CalibrationError, Solution, solve_camera
 
 DEFAULT_POSES = 30
@@ -29,6 +28,10 @@ DEFAULT_MIN_SIGHTINGS = 12
 
 class NotEnoughSightings(CalibrationError):
     """The marker was seen in too few poses to solve the camera."""
+
+
+class CalibrationStopped(RuntimeError):
+    """The operator stopped the calibration; the arm holds its last safe command."""
 
 
 @attrs.frozen
@@ -102,7 +105,7 @@ def calibrate_camera(
 
     poses = calibration_poses(description, safety, n_poses, region, seed)
     home = np.asarray(description.home, dtype=np.float64)
-    plan = travel_plan(description, home, poses, region)
+    plan = travel_plan(description, home, poses, region, safety)
     sightings: list[Sighting] = []
     index = 0
     driver.move_to(home, stop)
@@ -111,6 +114,8 @@ def calibrate_camera(
             if stop():
                 break
             reached = driver.move_to(q, stop)
+            if stop():
+                break
             if not is_pose:
                 continue
             sighting = driver.sight(index, reached)
@@ -123,6 +128,10 @@ def calibrate_camera(
     finally:
         if not stop():
             driver.move_to(home, stop)
+    if stop():
+        raise CalibrationStopped(
+            f"stopped after {index} of {sum(1 for _, p in plan if p)} poses; the arm holds its last safe position"
+        )
 
     used = [s for s in sightings if s.detection.found]
     if len(used) < min_sightings:

@@ -126,8 +126,9 @@ class CameraCalibration:
 
     def angle_to(self, other: "CameraCalibration") -> float:
         """The rotation between this camera's and ``other``'s orientation, in degrees."""
-        d = self.R_array @ other.R_array.T
-        return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(d) - 1.0) / 2.0))))
+        # from the chord (||R1 - R2|| = 2 sqrt(2) sin(angle / 2)): exact near zero, unlike acos of the trace
+        chord = float(np.linalg.norm(self.R_array - other.R_array)) / (2.0 * math.sqrt(2.0))
+        return math.degrees(2.0 * math.asin(min(1.0, chord)))
 
     # ------------------------------------------------------------------ files
 

@@ -10,6 +10,7 @@ import click
 
 EXIT_NOT_SOLVED = 1
 EXIT_SETUP = 2
+EXIT_STOPPED = 130
 
 
 @click.group()
@@ -59,7 +60,7 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
     pose in the arm's base frame. Prints the reprojection error and the pose, and saves the
     calibration; exits 1 when the marker was seen in too few poses, 2 on a setup error.
     """
-    from vla.calibration.calibrate import calibrate_camera
+    from vla.calibration.calibrate import CalibrationStopped, calibrate_camera
     from vla.calibration.camera import calibration_path
     from vla.calibration.procedure import CalibrationRunError, MoveSettings
     from vla.calibration.solver import CalibrationError
@@ -87,6 +88,11 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
         fail(str(exc), EXIT_SETUP)
     robot = setup.robot
     description = setup.description
+    cams = getattr(robot, "cameras", {}) or {}
+    if camera not in cams:  # before connecting: nothing moves for a calibration that cannot work
+        fail(f"arm {arm_id or setup.robot_name} has no camera {camera!r} (its cameras: {', '.join(cams) or 'none'}). "
+             f"Calibration needs frames from the camera being calibrated: add it to the arm file's cameras "
+             f"(or choose one with --camera)", EXIT_SETUP)
     K = None
     if intrinsics_path:
         try:
@@ -120,17 +126,28 @@ def camera(ctx, arm_id, robot_name, camera, safety_path, n_poses, min_sightings,
 
     err.print(f"[bold]vla calibrate camera[/] {arm_id or setup.robot_name} camera {camera!r}: {n_poses} poses, "
               f"{'simulated' if simulated else 'real'} time, safety limits from {setup.safety_source}", highlight=False)
+    import signal
+    import threading
+
     try:
         robot.connect()
+    except Exception as exc:  # a driver's own error: no port, no camera device, ...
+        fail(f"cannot connect to arm {arm_id or setup.robot_name}: {exc}", EXIT_SETUP)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.set())  # Ctrl-C: hold, do not move home
+    try:
         try:
             result = calibrate_camera(
                 robot, setup.safety, description, camera, clock=SimulatedClock() if simulated else RealClock(),
                 n_poses=n_poses, min_sightings=min_sightings, K=K, move=move, marker_offset=marker_offset,
                 seed=seed, estimate_intrinsics=estimate_intrinsics and K is None, on_sighting=progress,
-                on_frame=on_frame,
+                on_frame=on_frame, stop=stopping.is_set,
             )
         finally:
+            signal.signal(signal.SIGINT, previous)
             robot.disconnect()
+    except CalibrationStopped as exc:
+        fail(str(exc), EXIT_STOPPED)
     except CalibrationRunError as exc:
         fail(str(exc), EXIT_SETUP)
     except CalibrationError as exc:
@@ -192,6 +209,12 @@ def _print_result(out, result, target) -> None:
     n_used = len(result.used)
     out.print(f"marker seen in {n_used} of {result.poses} poses; {int(sol.inliers.sum())} fit the solution "
               f"(intrinsics {result.intrinsics})", highlight=False)
+    uv = [s.detection.uv for s in result.used]
+    span_x = (max(u for u, _ in uv) - min(u for u, _ in uv)) / c.width
+    span_y = (max(v for _, v in uv) - min(v for _, v in uv)) / c.height
+    out.print(f"the sightings span {100 * span_x:.0f}% of the image width and {100 * span_y:.0f}% of its height"
+              + ("  [yellow](narrow: the pose may be poorly determined; widen the region or move the camera)[/]"
+                 if min(span_x, span_y) < 0.3 else ""), highlight=False)
     out.print(f"reprojection error: {c.rms_px:.2f} px rms, worst inlier {sol.residuals_px[sol.inliers].max():.2f} px",
               highlight=False)
     pos = c.position

@@ -63,6 +63,8 @@ def calibration_poses(description, safety, n: int = 30, region: PoseRegion = Pos
     gi = description.index(description.gripper.joint) if grip is not None else None
     kept_q, kept_p = [], []
     for _ in range(candidates):
+        if len(kept_q) >= 8 * n:  # enough to choose a spread-out set from
+            break
         q = rng.uniform(lo, hi)
         q[description.arm_joints:] = np.asarray(description.home)[description.arm_joints:]
         if gi is not None:
@@ -90,15 +92,20 @@ def calibration_poses(description, safety, n: int = 30, region: PoseRegion = Pos
     return [kept_q[i] for i in chosen]
 
 
-def _leg_ok(description, a: np.ndarray, b: np.ndarray, region: PoseRegion, samples: int = 24) -> bool:
+def _leg_ok(description, a: np.ndarray, b: np.ndarray, region: PoseRegion, safety=None, samples: int = 24) -> bool:
     """Whether the straight joint-space move from ``a`` to ``b`` keeps the tool above the table
-    (half the region's height floor) and away from the base."""
+    (half the region's height floor), away from the base and inside the safety layer's box (a
+    leg that left it would be held at its edge by the layer and never arrive)."""
     floor = attrs.evolve(region, min_height=region.min_height / 2, max_height=math.inf, max_reach=math.inf,
                          min_reach=region.min_reach / 2, max_bearing_deg=180.0)
-    return all(in_region(_fk(description, a + s * (b - a)), floor) for s in np.linspace(0.0, 1.0, samples))
+    for s in np.linspace(0.0, 1.0, samples):
+        q = a + s * (b - a)
+        if not in_region(_fk(description, q), floor) or (safety is not None and s > 0 and not safety.inside_box(q)):
+            return False
+    return True
 
 
-def travel_plan(description, start, poses, region: PoseRegion = PoseRegion()) -> list[tuple[np.ndarray, bool]]:
+def travel_plan(description, start, poses, region: PoseRegion = PoseRegion(), safety=None) -> list[tuple[np.ndarray, bool]]:
     """The poses in a short travel order from ``start``: (joint positions, is_calibration_pose).
 
     Waypoints (``False``) are the start pose (the description's home pose, in practice), inserted
@@ -110,14 +117,14 @@ def travel_plan(description, start, poses, region: PoseRegion = PoseRegion()) ->
     while left:
         order = sorted(range(len(left)), key=lambda i: float(np.abs(left[i] - here).max()))
         for i in order:
-            if _leg_ok(description, here, left[i], region):
+            if _leg_ok(description, here, left[i], region, safety):
                 plan.append((left[i], True))
                 here = left.pop(i)
                 break
         else:
             # no direct leg: back to the start pose, then the nearest pose reachable from there
-            reachable = [i for i in order if _leg_ok(description, start, left[i], region)]
-            if not reachable or not _leg_ok(description, here, start, region):
+            reachable = [i for i in order if _leg_ok(description, start, left[i], region, safety)]
+            if not reachable or not _leg_ok(description, here, start, region, safety):
                 break  # the rest cannot be reached safely from here; they are dropped
             plan.append((start.copy(), False))
             plan.append((left[reachable[0]], True))

@@ -109,17 +109,23 @@ class CalibrationDriver:
         target = np.asarray(target, dtype=np.float64)
         if self.last is None:
             self.last = self.state()
-        step = self.move_settings.speed / self.control_hz
-        ticks = 0
+        # Along the straight joint-space line at the calibration speed, never faster per tick than
+        # the safety layer's step limit: the layer would clip each joint on its own and bend the
+        # path off the line the poses' planner checked against the workspace box.
+        step = min(self.move_settings.speed / self.control_hz, float(np.min(self.safety.max_step)))
         limit = int(self.move_settings.timeout_s * self.control_hz)
-        setpoint = self.last.copy()
+        start = self.last.copy()
+        span = float(np.abs(target - start).max())
+        n = max(1, int(np.ceil(span / step)))
+        ticks = 0
         while ticks < limit and not stop():
-            delta = np.clip(target - setpoint, -step, step)
-            setpoint = setpoint + delta
-            self._tick(setpoint)
             ticks += 1
-            if np.allclose(setpoint, target):
+            before = self.last
+            self._tick(start + min(1.0, ticks / n) * (target - start))
+            if np.allclose(self.last, target, atol=1e-9):
                 break
+            if ticks >= n and np.array_equal(self.last, before):
+                break  # held where it is by the safety layer: this pose is not reached
         for _ in range(max(1, int(round(self.move_settings.settle_s * self.control_hz)))):
             if stop():
                 break
