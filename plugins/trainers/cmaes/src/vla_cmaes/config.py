@@ -30,6 +30,6 @@ class CMAESConfig:
     popsize: int | None = attrs.field(default=None, validator=_optional_popsize)  # None: 4 + 3 ln n
     sigma0: float = attrs.field(default=0.25, validator=_positive)  # share of each parameter's range
     layouts_per_generation: int = attrs.field(default=2, validator=_at_least_one)
-    # fitness lost per metre of tool path: 0.5 keeps a push from shoving a cube centimetres too far
-    # (l-prims measured 0.01 per second of plan as too weak); a success is still worth far more
-    effort_per_m: float = attrs.field(default=0.5, validator=_non_negative)
+    # fitness lost per metre of tool path: without it a push shoves the cube far past the line;
+    # l-prims measured 0.01 per second of plan and 0.5 per metre as too weak, 1.0 per metre as enough
+    effort_per_m: float = attrs.field(default=1.0, validator=_non_negative)
