@@ -138,6 +138,10 @@ class _Sim:
     def timed_out(self):
         return self.elapsed_s >= self.max_episode_s
 
+    def observe(self, images=True):
+        return {"observation.state": [0.0], "observation.environment_state": [1.0, 2.0], "task": "lift it",
+                **({"observation.images.front": "frame"} if images else {})}
+
 
 def test_the_control_loop_never_learns_of_the_simulators_success():
     from vla.learning.arm import LearningRobot
@@ -147,6 +151,9 @@ def test_the_control_loop_never_learns_of_the_simulators_success():
     robot.reset("lift", 3)
     sim.won = True
     assert robot.success() is False and robot.audit_success() is True  # only the audit reads it
+    # the object poses stay on the arm: what the policy server gets has none
+    assert robot.observe() == {"observation.state": [0.0], "task": "lift it", "observation.images.front": "frame"}
+    assert "observation.images.front" not in robot.observe(images=False)
     assert not robot.timed_out()
     sim.elapsed_s = 12.0
     assert robot.timed_out() and sim.resets == [("lift", 3)]

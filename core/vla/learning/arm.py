@@ -36,13 +36,15 @@ import numpy as np
 
 from vla.client.runner import SessionHooks
 from vla.client.session import EpisodeSpec
+from vla.robot import ENV_STATE_KEY
 
 # What an ``episode`` message may carry to the learner; the learner refuses anything else.
 EPISODE_KEYS = frozenset({"type", "arm", "job", "reply", "length_s", "path_m", "safety_events", "recorded"})
 
 
 class LearningRobot:
-    """Wraps the session's robot so an episode ends only on its time limit or an abort.
+    """Wraps the session's robot so an episode ends only on its time limit or an abort, and so
+    that the simulator's privileged object poses (``observation.environment_state``) never leave it.
 
     ``success()`` answers False to the control loop; the real check (``audit_success``) is read
     once, after the episode, for the audit log. A robot that cannot judge or reset itself (a
@@ -58,6 +60,19 @@ class LearningRobot:
 
     def __getattr__(self, name):
         return getattr(self._robot, name)
+
+    def observe(self, images: bool = True):
+        """The robot's observation without the simulator's object poses: they never leave the arm
+        (the policy server sits in the learner's process)."""
+        import inspect
+
+        try:
+            takes_images = "images" in inspect.signature(self._robot.observe).parameters
+        except (TypeError, ValueError):
+            takes_images = False
+        observation = self._robot.observe(images=images) if takes_images else self._robot.observe()
+        observation.pop(ENV_STATE_KEY, None)
+        return observation
 
     @property
     def max_episode_s(self) -> float | None:
@@ -91,13 +106,7 @@ def _stated_goal(robot) -> str | None:
     """The goal text an episodic robot states for its task (the simulator's ``task`` key)."""
     if not robot._episodic:
         return None
-    import inspect
-
-    try:
-        light = "images" in inspect.signature(robot.observe).parameters
-    except (TypeError, ValueError):
-        light = False
-    goal = (robot.observe(images=False) if light else robot.observe()).get("task")
+    goal = robot.observe(images=False).get("task")
     return goal if isinstance(goal, str) and goal else None
 
 
