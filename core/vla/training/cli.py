@@ -36,6 +36,12 @@ def parse_option(text: str) -> tuple[str, object]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        # YAML 1.1 reads "3e-4" (no dot) as text; a learning rate written that way means a number
+        try:
+            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else value
+        except ValueError:
+            pass
     return key, value
 
 

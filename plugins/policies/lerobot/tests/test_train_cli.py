@@ -27,6 +27,9 @@ def test_options_are_read_as_yaml():
     assert parse_option("pretrained_backbone_weights=null") == ("pretrained_backbone_weights", None)
     assert parse_option("down_dims=[16, 32]") == ("down_dims", [16, 32])
     assert parse_option("vision_backbone=resnet34") == ("vision_backbone", "resnet34")
+    # YAML 1.1 reads 3e-4 as text; a number is meant
+    assert parse_option("optimizer_lr=3e-4") == ("optimizer_lr", 3e-4)
+    assert parse_option("name=1e") == ("name", "1e")
     import click
 
     with pytest.raises(click.BadParameter, match="key=value"):
