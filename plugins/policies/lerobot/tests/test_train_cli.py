@@ -260,3 +260,54 @@ def test_vla_train_trains_on_the_union_of_several_datasets(tmp_path, policy_help
 
     info = read_checkpoint_info(out)
     assert info.training.dataset_frames == 72 and info.training.dataset_episodes == 5
+
+
+@pytest.mark.lerobot
+def test_image_size_trains_on_frames_resized_as_the_client_resizes_them(lerobot_dataset, tmp_path, policy_helpers):
+    """plugins.act.image_size: the cached and the uncached paths give the frames vla's client would
+    send (cv2 INTER_AREA of the camera frame), and the checkpoint asks for that size."""
+    pytest.importorskip("lerobot")
+    import cv2
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from vla_lerobot.frame_cache import cache_decoded_frames, resize_queries
+
+    delta = {"observation.images.front": [-0.1, 0.0]}
+    plain = LeRobotDataset("local/synthetic", root=lerobot_dataset, delta_timestamps=delta)
+    cached = LeRobotDataset("local/synthetic", root=lerobot_dataset, delta_timestamps=delta)
+    uncached = LeRobotDataset("local/synthetic", root=lerobot_dataset, delta_timestamps=delta)
+    cache_decoded_frames(cached, size=(24, 32))
+    resize_queries(uncached, (24, 32))
+    for index in (0, 17, 47):
+        full = plain[index]["observation.images.front"]  # (2, 3, 48, 64) floats in [0, 1]
+        as_client = np.stack([cv2.resize((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), (32, 24),
+                                         interpolation=cv2.INTER_AREA) for f in full])
+        expected = torch.from_numpy(as_client).permute(0, 3, 1, 2).float() / 255
+        for ds in (cached, uncached):
+            got = ds[index]["observation.images.front"]
+            assert got.shape == (2, 3, 24, 32)
+            assert torch.allclose(got, expected, atol=1 / 255 + 1e-6), index
+
+    config = tmp_path / "vla.yaml"
+    config.write_text("plugins:\n  act:\n    image_size: [24, 32]\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["--config", str(config), "train", "--policy", "act", "--dataset", str(lerobot_dataset),
+                                      "--steps", "1", "--batch-size", "2", "--output", str(out),
+                                      *policy_helpers.cli_options(policy_helpers.TINY_ACT)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "pretrained_model" / "config.json").read_text())
+    assert saved["input_features"]["observation.images.front"]["shape"] == [3, 24, 32]
+    assert json.loads((out / "vla_train.json").read_text())["image_size"] == [24, 32]
+
+    from vla_lerobot.backend import LeRobotBackend
+    from vla_lerobot.config import LeRobotPolicyConfig
+
+    backend = LeRobotBackend(LeRobotPolicyConfig(path=str(out)))
+    assert backend.infer([policy_helpers.observation(cameras=(("front", (24, 32)),))])[0].shape == (10, 6)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("plugins:\n  act:\n    image_size: [24]\n")
+    refused = CliRunner().invoke(cli, ["--config", str(bad), "train", "--policy", "act", "--dataset", str(lerobot_dataset),
+                                       "--steps", "1", "--output", str(tmp_path / "bad")])
+    assert refused.exit_code == 2 and "image_size" in refused.output, refused.output

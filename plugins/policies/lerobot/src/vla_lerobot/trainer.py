@@ -123,14 +123,26 @@ class LeRobotTrainer:
         if not cfg.output_features:
             raise TrainingError("the dataset has no 'action' feature to learn")
 
-    def _cache_fits(self, total_frames: int, ds_meta) -> bool:
+    def _resize_features(self, cfg, ds_meta, size: tuple[int, int]) -> None:
+        """The policy's cameras take frames of ``size``; only video cameras can be resized."""
+        from lerobot.configs.types import FeatureType, PolicyFeature
+
+        still = [k for k, f in ds_meta.features.items() if f["dtype"] == "image" and k in cfg.input_features]
+        if still:
+            raise TrainingError(f"image_size resizes video cameras only; {', '.join(still)} are stored as images")
+        for key, feature in list(cfg.input_features.items()):
+            if feature.type is FeatureType.VISUAL:
+                cfg.input_features[key] = PolicyFeature(type=feature.type, shape=(feature.shape[0], *size))
+
+    def _cache_fits(self, total_frames: int, ds_meta, size: tuple[int, int] | None = None) -> bool:
         """Whether every decoded frame of the datasets fits the configured cache (as uint8)."""
         if self.config.cache_frames_gb <= 0 or self.config.num_workers > 0:
             return False
         per_frame = 0
         for feature in ds_meta.features.values():
             if feature["dtype"] in ("video", "image"):
-                per_frame += int(np.prod(feature["shape"]))
+                shape = feature["shape"] if size is None else (*size, feature["shape"][-1])
+                per_frame += int(np.prod(shape))
         return per_frame * total_frames <= self.config.cache_frames_gb * 1e9
 
     # ------------------------------------------------------------------- training
@@ -164,11 +176,19 @@ class LeRobotTrainer:
         parts = [LeRobotDataset(m.repo_id, root=r, delta_timestamps=delta, **kwargs) for m, r in zip(metas, roots)]
         total_frames = sum(m.total_frames for m in metas)
 
-        if ds_meta.video_keys and self._cache_fits(total_frames, ds_meta):
+        size = tuple(self.config.image_size) if self.config.image_size else None
+        if size is not None:
+            self._resize_features(cfg, ds_meta, size)
+        if ds_meta.video_keys and self._cache_fits(total_frames, ds_meta, size):
             from vla_lerobot.frame_cache import cache_decoded_frames
 
             for part in parts:
-                cache_decoded_frames(part)
+                cache_decoded_frames(part, size=size)
+        elif size is not None and ds_meta.video_keys:
+            from vla_lerobot.frame_cache import resize_queries
+
+            for part in parts:
+                resize_queries(part, size)
         # one index space over the union: dataset k's frames follow dataset k-1's
         dataset = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
         try:
@@ -265,6 +285,7 @@ class LeRobotTrainer:
             "seconds": seconds,
             "cpu_seconds": cpu_seconds,
             "device": device,
+            "image_size": list(size) if size else None,
             "options": {k: repr(v) for k, v in request.options.items()},
         }
         (Path(request.output) / "vla_train.json").write_text(json.dumps(summary, indent=2))
