@@ -85,7 +85,7 @@ def write_lab(args, lab: Path, checkpoint: Path | None = None) -> Path:
     (lab / "arms" / "arm01.yaml").write_text(
         "robot: sim\nconfig:\n"
         f"  task: {args.task}\n  control_hz: {args.hz:g}\n  cameras: [{args.cameras}]\n"
-        f"  image_height: {args.size}\n  image_width: {args.size}\n"
+        f"  image_height: {args.record_size}\n  image_width: {args.record_size}\n"
     )
     plugins = {"scripted": {"control_hz": args.hz, "horizon": args.actions_per_chunk}}
     if checkpoint is not None:
@@ -170,17 +170,42 @@ def record(args, lab_config: Path, out: Path) -> list[Path]:
     return datasets_in(out)
 
 
+def record_learned(args, out: Path) -> list[Path]:
+    """`vla learn --record`: the rewarder-approved episodes of a learning run, one dataset per arm."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / ".done"
+    if done.is_file():
+        return datasets_in(out)
+    probe = subprocess.run([VLA, "learn", "--help"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SystemExit("--source learn needs `vla learn` (issue 11's learning loop); this install has none")
+    for stale in datasets_in(out):
+        shutil.rmtree(stale)
+    command = [VLA, "learn", "--task", args.task, "--robot", "sim", "--arms", str(args.runs), "--rewarder", "heuristic",
+               "--budget", str(args.episodes), "--out", str(args.work / "learn"), "--record", str(out),
+               "--set-robot", f"control_hz={args.hz:g}", "--set-robot", f"cameras=[{args.cameras}]"]
+    if args.record_size:
+        command += ["--set-robot", f"image_height={args.record_size}", "--set-robot", f"image_width={args.record_size}"]
+    run(command, args.nice, out / "learn.log")
+    done.write_text("")
+    return datasets_in(out)
+
+
 def train(args, datasets: list[Path], out: Path) -> Path:
     if (out / "pretrained_model" / "model.safetensors").is_file():
         return out
-    command = [VLA, "train", "--policy", "act"]
+    command = [VLA]
+    if args.train_size:
+        # a trainer setting (plugins.act in vla.yaml), not a policy option
+        config = out.parent / "train.yaml"
+        config.write_text(json.dumps({"plugins": {"act": {"image_size": [args.train_size, args.train_size]}}}))
+        command += ["--config", str(config)]
+    command += ["train", "--policy", "act"]
     for dataset in datasets:
         command += ["--dataset", str(dataset)]
     command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--output", str(out), "--device", "cpu"]
     for key, value in ACT_OPTIONS.items():
         command += ["-o", f"{key}={value}"]
-    if args.size_model == "tiny":
-        command += ["-o", "dim_model=64", "-o", "dim_feedforward=256"]
     run(command, args.nice)
     return out
 
@@ -212,15 +237,20 @@ def main() -> int:
     parser.add_argument("--dataset", type=Path, action="append", default=[],
                         help="train on this LeRobot dataset instead of recording (repeatable)")
     parser.add_argument("--task", default="lift")
-    parser.add_argument("--runs", type=int, default=2, help="recording runs, one dataset each")
-    parser.add_argument("--episodes", type=int, default=60, help="episodes per recording run")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=2, help="recording runs, one dataset each (--source learn: arms)")
+    parser.add_argument("--episodes", type=int, default=60,
+                        help="episodes per recording run (--source learn: the learning budget)")
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--eval", type=int, default=50, help="held-out evaluation episodes")
     parser.add_argument("--hz", type=float, default=10.0)
-    parser.add_argument("--size", type=int, default=64, help="camera images are SIZE x SIZE")
+    parser.add_argument("--source", choices=("scripted", "learn"), default="scripted",
+                        help="who records: the scripted expert (vla run --record) or vla learn --record")
+    parser.add_argument("--record-size", type=int, default=64, help="the sim cameras render SIZE x SIZE")
+    parser.add_argument("--train-size", type=int, default=48, help="ACT trains on (and asks for) SIZE x SIZE frames; 0: as recorded")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of training and serving (1 wastes least on a shared, loaded CPU)")
     parser.add_argument("--cameras", default="front, wrist")
-    parser.add_argument("--size-model", choices=("small", "tiny"), default="small")
     parser.add_argument("--actions-per-chunk", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--nice", type=int, default=10, help="niceness of every subprocess (0: none)")
@@ -235,9 +265,14 @@ def main() -> int:
     lab = args.work / "lab"
     lab_config = write_lab(args, lab)
     cpu = children_cpu_s()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # every vla subprocess inherits it
     if args.dataset:
         datasets = args.dataset
         source = "given"
+    elif args.source == "learn":
+        datasets = record_learned(args, args.work / "datasets")
+        source = "vla learn --record (rewarder-approved episodes)"
     else:
         datasets = record(args, lab_config, args.work / "datasets")
         source = "the scripted expert through vla serve + vla run --record"
@@ -265,7 +300,8 @@ def main() -> int:
           f"{summary['cpu_seconds'] / 60:.1f} CPU-minutes, {summary['seconds'] / 60:.1f} min wall "
           f"(final loss {summary['final_loss']:.4f})")
     print(f"evaluation: {n} held-out episodes (seeds 10000..{10000 + n - 1}) in {eval_wall / 60:.1f} min wall, "
-          f"{args.size}x{args.size} {args.cameras} at {args.hz:g} Hz")
+          f"cameras {args.cameras} rendered at {args.record_size}x{args.record_size}, policy input "
+          f"{args.train_size or args.record_size}x{args.train_size or args.record_size}, {args.hz:g} Hz")
     print(f"load average (1 min) {load_before:.1f} at the start, {load_after:.1f} at the end, on {os.cpu_count()} cores; "
           f"bench wall {(time.monotonic() - started) / 60:.1f} min")
     print(f"success@{n} on {args.task}: {c}/{n} = {c / n:.0%} (Wilson 95% {low:.0%}-{high:.0%})")
