@@ -261,6 +261,18 @@ def test_vla_train_trains_on_the_union_of_several_datasets(tmp_path, policy_help
     info = read_checkpoint_info(out)
     assert info.training.dataset_frames == 72 and info.training.dataset_episodes == 5
 
+    # Diffusion's episode-aware sampler sees the second dataset's episodes after the first's
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    from vla.training import TrainRequest
+    from vla_lerobot.trainer import LeRobotTrainer, union_episode_bounds
+
+    metas = [LeRobotDatasetMetadata("local/a", root=a), LeRobotDatasetMetadata("local/b", root=b)]
+    assert union_episode_bounds(metas, [48, 24]) == ([0, 16, 32, 48, 60], [16, 32, 48, 60, 72])
+    result = LeRobotTrainer("diffusion").train(TrainRequest(dataset=a, extra_datasets=[b], output=tmp_path / "diff", steps=2,
+                                                            batch_size=4, options=dict(policy_helpers.TINY_DIFFUSION)))
+    assert result.steps == 2 and json.loads((tmp_path / "diff" / "vla_train.json").read_text())["frames"] == 72
+
 
 @pytest.mark.lerobot
 def test_image_size_trains_on_frames_resized_as_the_client_resizes_them(lerobot_dataset, tmp_path, policy_helpers):

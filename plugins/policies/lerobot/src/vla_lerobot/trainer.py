@@ -206,11 +206,7 @@ class LeRobotTrainer:
 
         if hasattr(cfg, "drop_n_last_frames"):
             # Diffusion: skip starts whose action horizon would run past the episode's end
-            starts, ends, offset = [], [], 0
-            for meta, part in zip(metas, parts):
-                starts += [offset + int(i) for i in meta.episodes["dataset_from_index"]]
-                ends += [offset + int(i) for i in meta.episodes["dataset_to_index"]]
-                offset += len(part)
+            starts, ends = union_episode_bounds(metas, [len(part) for part in parts])
             sampler = EpisodeAwareSampler(
                 starts,
                 ends,
@@ -290,6 +286,17 @@ class LeRobotTrainer:
         }
         (Path(request.output) / "vla_train.json").write_text(json.dumps(summary, indent=2))
         return TrainResult(checkpoint=checkpoint, steps=step, final_loss=final, seconds=seconds, cpu_seconds=cpu_seconds)
+
+
+def union_episode_bounds(metas, lengths: list[int]) -> tuple[list[int], list[int]]:
+    """Each episode's first and end frame index in the concatenation of the datasets: dataset k's
+    indices are shifted by the frames of the datasets before it."""
+    starts, ends, offset = [], [], 0
+    for meta, length in zip(metas, lengths, strict=True):
+        starts += [offset + int(i) for i in meta.episodes["dataset_from_index"]]
+        ends += [offset + int(i) for i in meta.episodes["dataset_to_index"]]
+        offset += length
+    return starts, ends
 
 
 def _task_texts(meta) -> list[str]:
