@@ -12,7 +12,7 @@ start, and the rewarder asks for that model. Same API, health check path, volume
 from vla import hookimpl
 from vla.specs import HealthCheck, Resources, RewarderSpec, ServiceProfile, ServiceSpec
 
-from vla_qwen_vl.config import QwenVLConfig
+from vla_qwen_vl.config import TEST_MODEL_PREFIX, QwenVLConfig
 
 REWARDER_PORT = 18080
 VLLM_PORT = 8000
@@ -54,7 +54,6 @@ VLLM = ServiceSpec(
 
 # The cpu profile: vLLM's CPU build and a test model (random weights: the scores mean nothing).
 CPU_IMAGE = "vla-vllm-cpu:latest"
-TEST_MODEL_PREFIX = "vla-test/"  # served names of test models start so; reports say so
 CPU_MODEL = TEST_MODEL_PREFIX + "tiny-qwen2-vl"
 CPU_MODEL_DIR = f"{HF_CACHE}/vla-test/tiny-qwen2-vl"
 CPU_MAX_MODEL_LEN = 512
