@@ -38,8 +38,12 @@ MIN_PIXELS, MAX_PIXELS = 56 * 56, 112 * 112
 def qwen2_vl(folder: str, seed: int = 0) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessor, Qwen2VLProcessor)
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor
+
+    try:
+        from transformers import Qwen2TokenizerFast
+    except ImportError:  # transformers 5 has one (fast) tokenizer class per model
+        from transformers import Qwen2Tokenizer as Qwen2TokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -71,9 +75,31 @@ def qwen2_vl(folder: str, seed: int = 0) -> None:
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
+    answer_bias(model, tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+ANSWERS = {"yes", "no", "true", "false"}
+
+
+def answer_bias(model, tokenizer, strength: float = 0.5) -> None:
+    """Make the answer words likely, whatever the input, so they are among the top logprobs.
+
+    Random weights spread the next token's probability evenly over the vocabulary, so "Yes"
+    and "No" would rarely be among the 20 top logprobs a server returns. Every token embedding
+    gets a constant first component, which survives the one layer's small residual updates and
+    the final norm as a large, positive feature; only the answer tokens' output rows read it.
+    Which of yes and no wins still depends on the rest of the hidden state, that is on the input."""
+    import torch
+
+    answers = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in ANSWERS]
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = 1.0
+        head = model.get_output_embeddings().weight
+        head[:, 0] = 0.0
+        head[answers, 0] = strength
 
 
 MAKERS = {"qwen2-vl": qwen2_vl}
