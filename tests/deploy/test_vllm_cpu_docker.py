@@ -52,11 +52,11 @@ def stack(docker_client, base_image, tmp_path_factory):
 
     project = f"vlatest-vllm-{uuid.uuid4().hex[:6]}"
     cache = f"{project}-models"
-    port = free_port()
+    port, policy_port = free_port(), free_port()
     lab = tmp_path_factory.mktemp("cpu-lab")
     (lab / "vla.yaml").write_text(yaml.safe_dump({
         "rewarder": {"url": f"http://127.0.0.1:{port}"},
-        "deploy": {"project": project, "rewarder_port": port, "model_cache_volume": cache},
+        "deploy": {"project": project, "rewarder_port": port, "policy_port": policy_port, "model_cache_volume": cache},
         "plugins": {"qwen-vl": {"profile": "cpu"}},
     }))
     env = {**os.environ, "VLA_BIND_ADDRESS": "127.0.0.1", "VLA_BASE_IMAGE": base_image}
@@ -68,7 +68,7 @@ def stack(docker_client, base_image, tmp_path_factory):
 
     try:
         started = time.monotonic()
-        up = vla("up", "--rewarder", "qwen-vl")
+        up = vla("up", "--policy", "scripted", "--rewarder", "qwen-vl")  # the README's CPU-only stack
         FIGURES["vla up (builds included when missing)"] = time.monotonic() - started
         assert up.returncode == 0, up.stdout + up.stderr
         [vllm] = docker_client.containers.list(filters={"label": [f"com.docker.compose.project={project}",
@@ -78,16 +78,20 @@ def stack(docker_client, base_image, tmp_path_factory):
                "vllm": vllm, "vllm_url": f"http://{address}:{VLLM_PORT}/v1", "model": CPU_MODEL, "up": up}
     finally:
         down = vla("down", "--volumes", timeout=300)
-        for c in docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        left = docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+        for c in left:  # `vla down` should have removed them all; the assert below says so
             c.remove(force=True)
         import docker.errors
 
+        cache_left = any(v.name == cache for v in docker_client.volumes.list())
         try:
             docker_client.volumes.get(cache).remove(force=True)
         except docker.errors.NotFound:
             pass
         print("\n" + "\n".join(f"figure: {k}: {v:.1f}s" for k, v in FIGURES.items()))
     assert down.returncode == 0, down.stderr
+    assert not [c.name for c in left], "vla down left containers behind"
+    assert not cache_left, "vla down --volumes left the model volume behind"
 
 
 def rewarder(stack, **kw):
@@ -99,10 +103,11 @@ def rewarder(stack, **kw):
     return QwenVLRewarder(QwenVLConfig(**{**settings, **kw}))
 
 
-def test_vla_up_brings_vllm_cpu_and_the_rewarder_to_healthy(stack, docker_client):
+def test_vla_up_brings_vllm_cpu_the_rewarder_and_a_policy_to_healthy(stack, docker_client):
     ps = json.loads(stack["vla"]("ps", "--json").stdout)
     rows = {r["service"]: r for r in ps["services"]}
-    assert rows["vllm"]["health"] == "healthy" and rows["rewarder"]["health"] == "healthy"
+    assert {name: rows[name]["health"] for name in ("policy", "rewarder", "vllm")} == dict.fromkeys(
+        ("policy", "rewarder", "vllm"), "healthy")
     compose = yaml.safe_load((stack["lab"] / ".vla" / "compose.yaml").read_text())
     assert compose["services"]["vllm"]["image"] == "vla-vllm-cpu:latest"
     assert compose["services"]["rewarder"]["depends_on"]["vllm"]["condition"] == "service_healthy"
