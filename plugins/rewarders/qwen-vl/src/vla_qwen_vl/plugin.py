@@ -93,6 +93,8 @@ CPU_PROFILE = ServiceProfile(
                 "--max-model-len", str(CPU_MAX_MODEL_LEN),
                 "--limit-mm-per-prompt", '{"image": 4}',
                 "--dtype", "float32",
+                # no torch.compile: it needs a C++ compiler in the image and minutes on two cores
+                "--enforce-eager",
                 "--max-logprobs", "20",
             ),
             gpus=0,
@@ -100,7 +102,9 @@ CPU_PROFILE = ServiceProfile(
             # ~40 s to load on two cores; the first start also makes the test model
             healthcheck=HealthCheck.http(VLLM_PORT, "/v1/models", interval_s=3.0, timeout_s=5.0, retries=5,
                                          start_period_s=300.0),
-            environment={"HF_HOME": HF_CACHE, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"},
+            # TORCHDYNAMO_DISABLE: vLLM's few torch.compile'd helpers run eagerly (inductor needs g++)
+            environment={"HF_HOME": HF_CACHE, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+                         "TORCHDYNAMO_DISABLE": "1"},
             resources=Resources(cpu=2, memory_gib=8),
         ),
         "rewarder": dict(command=_rewarder_command(CPU_MODEL)),
