@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 
 CONFIG_FILENAME = "vla.yaml"
+# A key of every `plugins.<name>` section that vla reads itself: the service profile `vla up` runs.
+PROFILE_KEY = "profile"
 
 
 class ConfigError(ValueError):
@@ -610,9 +612,28 @@ class LoadedConfig:
     def plugin_config(self, spec) -> Any:
         """The plugin's config from the `plugins:` section, checked against its config class."""
         if spec.config is None:
+            self.plugin_profile(spec)
             return None
-        data = self.config.plugins.get(spec.name, {})
+        data = self.plugin_section(spec)
         return structure(spec.config, data, str(self.path or "vla.yaml"), f"plugins.{spec.name}")
+
+    def plugin_profile(self, spec) -> str | None:
+        """``plugins.<name>.profile``: which of the plugin's service profiles `vla up` runs (None: the
+        services as the spec gives them). A name the plugin does not declare is a ConfigError."""
+        value = (self.config.plugins.get(spec.name) or {}).get(PROFILE_KEY)
+        if value is None:
+            return None
+        known = [p.name for p in getattr(spec, "profiles", ())]
+        if not isinstance(value, str) or value not in known:
+            raise ConfigError(str(self.path or "vla.yaml"), f"plugins.{spec.name}.{PROFILE_KEY}",
+                              f"expected one of the plugin's service profiles ({', '.join(known) or 'it has none'}), "
+                              f"got {value!r}")
+        return value
+
+    def plugin_section(self, spec) -> dict:
+        """The plugin's `plugins:` section without the keys vla itself reads (``profile``)."""
+        self.plugin_profile(spec)
+        return {k: v for k, v in (self.config.plugins.get(spec.name) or {}).items() if k != PROFILE_KEY}
 
 
 def find_config_path(explicit: str | os.PathLike | None = None) -> Path | None:
