@@ -332,9 +332,21 @@ class RewarderSpec(ComponentSpec):
     kind: ClassVar[str] = "rewarders"
 
 
+TRAINER_MODES = ("offline", "online")
+
+
 @attrs.frozen
 class TrainerSpec(ComponentSpec):
     kind: ClassVar[str] = "trainers"
+
+    # offline: `vla train`, a dataset in and a checkpoint out (vla.training.trainer.Trainer).
+    # online: `vla learn`, candidates out and rewarder scores in (vla.learning.contract.OnlineTrainer).
+    mode: str = attrs.field(default="offline")
+
+    @mode.validator
+    def _check_mode(self, attribute, value):
+        if value not in TRAINER_MODES:
+            raise SpecError(f"field {attribute.name!r}: expected one of {', '.join(TRAINER_MODES)}, got {value!r}")
 
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {

@@ -25,6 +25,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve-rewarder": ("vla.rewarding.cli:serve_rewarder", "Serve a rewarder over HTTP (POST /score)."),
     "rewarder": ("vla.rewarding.cli:rewarder", "Calibrate rewarders against labelled clips and compare them."),
     "train": ("vla.training.cli:train", "Improve a policy with a trainer plugin."),
+    "learn": ("vla.learning.cli:learn", "Improve a policy on N arms from a rewarder's scores alone (no demos)."),
+    "calibrate": ("vla.calibration.cli:calibrate", "Calibrate an arm's camera from its own kinematics and a marker."),
     "up": ("vla.deploy.cli:up", "Start the GPU host's services with docker compose."),
     "down": ("vla.deploy.cli:down", "Stop and remove the services `vla up` started."),
     "ps": ("vla.deploy.cli:ps", "Show each service's state and health."),

@@ -61,8 +61,9 @@ def robot_facts(robot=None, robot_name: str | None = None, joint_names=None) -> 
     return _matching_description(names)
 
 
-def _bare(name: str) -> str:
-    return name[:-4] if name.endswith(".pos") else name  # LeRobot's driver names joints "shoulder_pan.pos"
+def bare_joint_name(name: str) -> str:
+    """A joint's name without the ``.pos`` suffix that LeRobot's drivers add to dataset features."""
+    return name[:-4] if name.endswith(".pos") else name
 
 
 def _matching_description(names: tuple[str, ...]) -> RobotFacts | None:
@@ -71,7 +72,7 @@ def _matching_description(names: tuple[str, ...]) -> RobotFacts | None:
         return None
     from vla.plugins import get_registry
 
-    wanted = tuple(_bare(n) for n in names)
+    wanted = tuple(bare_joint_name(n) for n in names)
     for entry in get_registry().components.get("robots", {}).values():
         try:
             description = entry.spec.load_description()

@@ -24,6 +24,7 @@ import numpy as np
 
 from vla.matching.inputs import MatchInputs
 from vla.matching.results import FAIL, PASS, SKIP, WARN, Check, worst
+from vla.matching.robot_facts import bare_joint_name
 
 SHIFT_WARN = 1.0  # Wasserstein distance in training standard deviations
 GRIPPER_CLOSED_FRACTION = 0.5
@@ -104,16 +105,12 @@ def _units_of(values: np.ndarray, facts) -> list[str]:
     return [infer_units(values[:, j], facts.limits[j], j == facts.gripper_index) for j in range(values.shape[1])]
 
 
-def _bare(name: str) -> str:
-    return name[:-4] if name.endswith(".pos") else name  # LeRobot's driver names joints "shoulder_pan.pos"
-
-
 def check_units(inputs: MatchInputs) -> Check:
     d, ds = inputs.deployment, inputs.dataset
     facts = d.facts
     if facts is None:
         return Check("units", SKIP, "the robot's joint limits are unknown (no --arm/--robot with a description)", {})
-    names = [_bare(n) for n in ds.names("action")]
+    names = [bare_joint_name(n) for n in ds.names("action")]
     problems = []
     if tuple(names) != tuple(facts.joint_names):
         problems.append(f"the dataset's joints are {', '.join(ds.names('action'))}; the robot's "

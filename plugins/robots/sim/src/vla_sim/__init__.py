@@ -11,3 +11,11 @@ import sys
 # work (an explicit MUJOCO_GL from the user still wins). macOS has no EGL and needs no setting.
 if sys.platform.startswith("linux"):
     os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def camera_truth(camera: str = "front", width: int = 224, height: int = 224):
+    """The sim camera's true ``vla.calibration.CameraCalibration`` (source "sim-truth"), from the
+    MJCF camera; for tests and audits. Imported here lazily to keep this package light."""
+    from vla_sim.truth import camera_truth as truth
+
+    return truth(camera, width, height)

@@ -24,6 +24,28 @@ class SimConfig:
     image_height: int = attrs.field(default=224, validator=_positive)
     image_width: int = attrs.field(default=224, validator=_positive)
     cameras: list[str] = attrs.field(factory=lambda: list(CAMERA_NAMES))
+    # Benchmark variations (off by default: the scene is then exactly the standard one).
+    # distractor: an extra orange cube, a colour no goal names, placed per episode seed clear of
+    # the task's objects. lighting: [low, high]: every light scaled by a factor drawn per episode
+    # seed from that range (e.g. [0.7, 1.3] for +-30%).
+    distractor: bool = False
+    lighting: list[float] | None = attrs.field(default=None)
+    # A magenta calibration marker on the tool point (visual only: no collisions, no mass).
+    # `vla calibrate camera` turns it on; no task uses magenta.
+    marker: bool = False
+
+    @lighting.validator
+    def _check_lighting(self, attribute, value):
+        if value is None:
+            return
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0 for v in value)
+            and value[0] <= value[1]
+        )
+        if not ok:
+            raise ValueError(f"lighting must be [low, high], two factors > 0 with low <= high (e.g. [0.7, 1.3]); got {value!r}")
 
     @cameras.validator
     def _check_cameras(self, attribute, value):

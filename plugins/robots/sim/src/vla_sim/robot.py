@@ -11,13 +11,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import attrs
 import numpy as np
 
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
 from vla_sim.config import SimConfig
 from vla_so101_description.description import SO101
-from vla_sim.scene import CUBE_HALF, FREE_BODIES
-from vla_sim.tasks import ENV_STATE_BODIES, Task, WorldState, check_success, resolve_task, sample_layout
+from vla_sim.scene import CUBE_HALF, DISTRACTOR, FREE_BODIES
+from vla_sim.tasks import (
+    ENV_STATE_BODIES,
+    Task,
+    WorldState,
+    check_success,
+    resolve_task,
+    sample_distractor,
+    sample_layout,
+    sample_lighting,
+)
 
 # A pose above the table with the gripper tilted down, clear of every object's start position.
 HOME_Q = np.array(SO101.home)
@@ -43,6 +53,7 @@ class SimRobot:
         self._task: Task = resolve_task(self.config.task)
         self._seed: int | None = self.config.seed
         self._episode_started = False
+        self.lighting_factor = 1.0  # this episode's light scale (SimConfig.lighting)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -64,7 +75,10 @@ class SimRobot:
         from vla_sim.scene import PADS, build_scene_xml
 
         timestep = 1.0 / (self.control_hz * self.config.substeps)
-        model = mujoco.MjModel.from_xml_string(build_scene_xml(SO101.model_path("mjcf"), timestep))
+        xml = build_scene_xml(
+            SO101.model_path("mjcf"), timestep, marker=self.config.marker, distractor=self.config.distractor
+        )
+        model = mujoco.MjModel.from_xml_string(xml)
         self._mj = mujoco
         self._model, self._data = model, mujoco.MjData(model)
         self._qadr = np.array([model.joint(n).qposadr[0] for n in self.joint_names])
@@ -76,6 +90,13 @@ class SimRobot:
         self._body_ids = {n: model.body(n).id for n in ENV_STATE_BODIES}
         self._geom_names = {model.geom(n).id: n for n in list(self._free_adr) + list(PADS)}
         self.tool_site = model.site("tool").id
+        if self.config.distractor:
+            self._distractor_adr = model.joint(DISTRACTOR).qposadr[0]
+        # the lights as built, which SimConfig.lighting scales per episode
+        self._light_diffuse = model.light_diffuse.copy()
+        self._light_ambient = model.light_ambient.copy()
+        self._head_diffuse = model.vis.headlight.diffuse.copy()
+        self._head_ambient = model.vis.headlight.ambient.copy()
 
     def connect(self) -> None:
         if not self._episode_started:
@@ -122,11 +143,25 @@ class SimRobot:
             d.qpos[a + 3 : a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
         m.body_pos[self._body_ids["blue_bowl"]] = (*layout.bowl, 0.0)
         m.body_pos[self._body_ids["line"]] = (*layout.line, 0.0)
+        if self.config.distractor:
+            x, y, yaw = sample_distractor(self._task.id, seed, layout)
+            a = self._distractor_adr
+            d.qpos[a : a + 3] = (x, y, CUBE_HALF)
+            d.qpos[a + 3 : a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+        self._set_lighting(1.0 if self.config.lighting is None else sample_lighting(seed, *self.config.lighting))
         mj.mj_forward(m, d)
         for _ in range(int(round(SETTLE_S * self.control_hz * self.config.substeps))):
             mj.mj_step(m, d)
         d.time = 0.0
         self._episode_started = True
+
+    def _set_lighting(self, factor: float) -> None:
+        m = self.model
+        self.lighting_factor = factor
+        m.light_diffuse[:] = np.clip(self._light_diffuse * factor, 0.0, 1.0)
+        m.light_ambient[:] = np.clip(self._light_ambient * factor, 0.0, 1.0)
+        m.vis.headlight.diffuse[:] = np.clip(self._head_diffuse * factor, 0.0, 1.0)
+        m.vis.headlight.ambient[:] = np.clip(self._head_ambient * factor, 0.0, 1.0)
 
     # ------------------------------------------------------------------ runtime
 
@@ -185,6 +220,30 @@ class SimRobot:
 
     def forward_kinematics(self, q) -> np.ndarray:
         return SO101.kinematics.forward_kinematics(q)
+
+    # ------------------------------------------------------------------ calibration
+
+    def show_calibration_marker(self, visible: bool = True) -> None:
+        """Put the magenta marker on the tool point (what `vla calibrate camera` asks for first).
+        The marker is visual only; turning it on rebuilds the scene if it was built without it."""
+        if bool(visible) == self.config.marker:
+            return
+        self.config = attrs.evolve(self.config, marker=bool(visible))
+        if self._model is not None:
+            task, seed, started = self._task.id, self._seed, self._episode_started
+            self.disconnect()
+            self._model = self._data = None
+            if started:
+                self.reset(task, seed)
+
+    def camera_intrinsics(self, camera: str) -> np.ndarray:
+        """The 3x3 intrinsics of one camera at the configured image size, from its MJCF ``fovy``."""
+        from vla.calibration.camera import intrinsics_from_fovy
+
+        if camera not in self.cameras:
+            raise ValueError(f"the sim has no camera {camera!r} here (cameras: {', '.join(self.cameras)})")
+        fovy = float(self.model.cam_fovy[self.model.camera(camera).id])
+        return intrinsics_from_fovy(fovy, self.config.image_width, self.config.image_height)
 
     def tool_point(self) -> np.ndarray:
         """The tool site's position as MuJoCo computes it (metres, base frame)."""

@@ -39,6 +39,12 @@ CUBES = {
     "yellow_cube": (0.95, 0.82, 0.08),
 }
 BOWL_RGB = (0.12, 0.25, 0.85)
+# Benchmark and calibration extras, each only in the scene when asked for (see SimConfig).
+DISTRACTOR = "orange_cube"
+DISTRACTOR_RGB = (0.95, 0.45, 0.05)  # a colour no goal names; not free in environment_state
+MARKER = "calibration_marker"
+MARKER_RGB = (1.0, 0.0, 1.0)  # magenta: used by nothing else in the scene
+MARKER_RADIUS = 0.009
 ARM_PRINT_RGBA = "0.93 0.93 0.92 1"
 ARM_SERVO_RGBA = "0.32 0.32 0.34 1"
 # Free bodies, in the order their poses appear in observation.environment_state.
@@ -92,8 +98,20 @@ def _find_body(root: ET.Element, name: str) -> ET.Element:
     raise ValueError(f"the SO-101 model has no body {name!r}")
 
 
-def build_scene_xml(arm_xml: Path, timestep: float, mesh_cell: float | None = MESH_CELL, msaa: int = MSAA_SAMPLES) -> str:
-    """The whole scene as an MJCF string (meshes inline when simplified, else by absolute path)."""
+def build_scene_xml(
+    arm_xml: Path,
+    timestep: float,
+    mesh_cell: float | None = MESH_CELL,
+    msaa: int = MSAA_SAMPLES,
+    *,
+    marker: bool = False,
+    distractor: bool = False,
+) -> str:
+    """The whole scene as an MJCF string (meshes inline when simplified, else by absolute path).
+
+    ``marker`` adds the magenta calibration ball on the tool point: a visual geom (no contacts,
+    no mass) so the arm's dynamics are those of the scene without it. ``distractor`` adds an
+    orange cube, a free body like the others (it can be pushed), placed at reset."""
     tree = ET.parse(arm_xml)
     root = tree.getroot()
     root.set("model", "vla_sim_so101_tabletop")
@@ -161,6 +179,20 @@ def build_scene_xml(arm_xml: Path, timestep: float, mesh_cell: float | None = ME
     gripper = _find_body(root, "gripper")
     site = next(s for s in gripper.iter("site") if s.get("name") == "gripperframe")
     ET.SubElement(gripper, "site", name="tool", pos=site.get("pos"), quat=site.get("quat"), size="0.003", group="4")
+    if marker:
+        ET.SubElement(
+            gripper,
+            "geom",
+            name=MARKER,
+            type="sphere",
+            size=f"{MARKER_RADIUS:.6g}",
+            pos=site.get("pos"),
+            rgba=_fmt((*MARKER_RGB, 1.0)),
+            contype="0",
+            conaffinity="0",
+            mass="0",
+            group="0",
+        )
     # Wrist camera: behind and beside the jaws, looking along the approach direction (the gripper
     # body's -z) so that the fingertips and the object between them are in view.
     ET.SubElement(
@@ -194,8 +226,10 @@ def build_scene_xml(arm_xml: Path, timestep: float, mesh_cell: float | None = ME
         ET.Element("geom", name="table", type="box", pos=f"0.2 0 {TABLE_TOP - 0.02}", size="0.45 0.5 0.02", material="table", friction="0.8 0.005 0.0001"),
     )
 
-    for name, rgb in CUBES.items():
-        body = ET.SubElement(world, "body", name=name, pos=f"0.3 0 {CUBE_HALF}")
+    cubes = dict(CUBES, **({DISTRACTOR: DISTRACTOR_RGB} if distractor else {}))
+    for name, rgb in cubes.items():
+        y = -0.35 if name == DISTRACTOR else 0.0  # reset() places every cube; until then, apart
+        body = ET.SubElement(world, "body", name=name, pos=f"0.3 {y:g} {CUBE_HALF}")
         ET.SubElement(body, "freejoint", name=name)
         ET.SubElement(
             body,

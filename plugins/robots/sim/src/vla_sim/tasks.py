@@ -198,3 +198,44 @@ def check_success(task_id: str, world: WorldState) -> bool:
     if task.id == "push_left":
         return left_of_line(cube, world.poses["line"])
     return lifted(cube) and held
+
+
+# ------------------------------------------------------------------- benchmark variations
+# Drawn from their own random streams, so that turning a variation on leaves the task's
+# layout for a seed exactly as it is without it.
+
+_DISTRACTOR_STREAM = 0xD15
+_LIGHTING_STREAM = 0x11647
+
+
+def _variation_rng(seed: int | None, stream: int) -> np.random.Generator:
+    return np.random.default_rng(None if seed is None else (stream, int(seed) & 0xFFFFFFFF))
+
+
+def sample_distractor(task_id: str, seed: int | None, layout: Layout) -> tuple[float, float, float]:
+    """(x, y, yaw) of the extra distractor cube: on the table, clear of every object of ``layout``
+    and, for the push, of the corridor the green cube is pushed through."""
+    task = resolve_task(task_id)
+    rng = _variation_rng(seed, _DISTRACTOR_STREAM)
+    bowl = np.asarray(layout.bowl)
+    cubes = [np.asarray(v[:2]) for v in layout.cubes.values()]
+    target = np.asarray(layout.cubes[task.target][:2])
+    bowl_clear = BOWL_INNER_R + BOWL_WALL + 0.03
+    if task.id == "push_left":
+        line_y = layout.line[1]
+        x0, x1, y0, y1 = target[0] - 0.10, target[0] + 0.10, line_y - 0.14, target[1] + 0.12
+
+        def keep_out(p):
+            return (x0 <= p[0] <= x1 and y0 <= p[1] <= y1) or np.linalg.norm(p - bowl) < bowl_clear
+    else:
+
+        def keep_out(p):
+            return np.linalg.norm(p - target) < 0.09 or np.linalg.norm(p - bowl) < bowl_clear
+
+    p = _scatter(rng, 1, keep_out, cubes + [bowl])[0]
+    return float(p[0]), float(p[1]), float(rng.uniform(-math.pi / 4, math.pi / 4))
+
+
+def sample_lighting(seed: int | None, low: float, high: float) -> float:
+    """The factor every light of the scene is scaled by for this episode."""
+    return float(_variation_rng(seed, _LIGHTING_STREAM).uniform(low, high))
