@@ -61,8 +61,9 @@ def plot_success(results: dict, path: str | Path) -> Path:
         heights = [0.0 if v is None else v for v in values]
         offset = (i - (len(ks) - 1) / 2) * width
         if k == 1:
-            lo = [results["tasks"][t]["success_at"]["1"] - results["tasks"][t]["ci95"][0] for t in tasks]
-            hi = [results["tasks"][t]["ci95"][1] - results["tasks"][t]["success_at"]["1"] for t in tasks]
+            # at 0% or 100% the interval's edge meets the rate up to rounding: never a negative bar
+            lo = [max(0.0, results["tasks"][t]["success_at"]["1"] - results["tasks"][t]["ci95"][0]) for t in tasks]
+            hi = [max(0.0, results["tasks"][t]["ci95"][1] - results["tasks"][t]["success_at"]["1"]) for t in tasks]
             ax.bar(x + offset, heights, width, yerr=[lo, hi], capsize=4, label="success@1 (95% CI)")
         else:
             ax.bar(x + offset, heights, width, label=f"success@{k}")
