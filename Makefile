@@ -45,9 +45,9 @@ docker-engine:
 test: system-deps $(VENV)/.test docker-engine
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-# Each script prints its figures against its target. bench/act_sim_success.py trains for tens
-# of minutes and runs only when named: make bench BENCH=bench/act_sim_success.py
-BENCH ?= $(filter-out bench/act_sim_success.py,$(wildcard bench/*.py))
+# Each script prints its figures against its target. bench/act_sim_success.py and bench/distill_act.py train for tens
+# of minutes and run only when named: make bench BENCH=bench/distill_act.py
+BENCH ?= $(filter-out bench/act_sim_success.py bench/distill_act.py,$(wildcard bench/*.py))
 bench: $(VENV)/.test
 	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

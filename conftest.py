@@ -41,3 +41,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "docker" in item.keywords:
             item.add_marker(skip)
+
+
+# ------------------------------------------------------------------ Docker (tests marked docker)
+BASE_IMAGE = os.environ.get("VLA_BASE_IMAGE", "vla-base:bookworm")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The real engine's client (the docker marker skips the test where none runs, except in CI)."""
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client):
+    """The Debian base image, made once without a registry (debootstrap) when it is missing."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        subprocess.run([str(REPO / "scripts/docker/make-base-image.sh"), BASE_IMAGE], check=True, timeout=900)
+    return BASE_IMAGE

@@ -54,6 +54,9 @@ class KinematicArmConfig:
     cameras: dict[str, list[int]] = attrs.field(factory=_cameras)
     initial_q: list[float] | None = None  # radians, joint order; None: every joint at zero
     max_joint_speed: float | None = None  # rad/s; None: a command is reached within the tick
+    # Fault injection for tests of what an arm that loses its camera does: after this many
+    # seconds connected, every observation with images raises (as a camera that stops would).
+    camera_fails_after_s: float | None = None
 
 
 @hookimpl

@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 
 CONFIG_FILENAME = "vla.yaml"
+# A key of every `plugins.<name>` section that vla reads itself: the service profile `vla up` runs.
+PROFILE_KEY = "profile"
 
 
 class ConfigError(ValueError):
@@ -178,6 +180,41 @@ class PreflightConfig:
     checkpoint: str | None = None
 
 
+def _rate(_inst, attribute, value):
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in (0, 1], got {value!r}")
+
+
+@attrs.define
+class DashboardConfig:
+    """`vla dashboard` and `vla fleet run --dashboard`: where it listens, how often it refreshes,
+    which services it watches besides the policy server (``NAME=URL``)."""
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8090, validator=_port)
+    refresh_s: float = attrs.field(default=1.0, validator=_positive)
+    rewarder: bool = False  # also watch the rewarder of ``rewarder:``
+    services: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class GatesConfig:
+    """The lab plan's gates (`vla gates`); the defaults are the plan's own figures."""
+
+    min_control_hz: float = attrs.field(default=15.0, validator=_positive)  # G1
+    max_underflows_per_min: float = attrs.field(default=1.0, validator=_positive)  # G1, strictly below
+    startup_s: float = attrs.field(default=5.0, validator=_positive)  # G1: a run's first seconds are start-up
+    min_minutes: float = attrs.field(default=1.0, validator=_positive)  # G1: real time each arm must have run
+    first_task_rate: float = attrs.field(default=0.7, validator=_rate)  # G2
+    first_task_trials: int = attrs.field(default=20, validator=_at_least_one)  # G2
+    tasks_rate: float = attrs.field(default=0.8, validator=_rate)  # G3
+    tasks_needed: int = attrs.field(default=3, validator=_at_least_one)  # G3
+    tasks_trials: int = attrs.field(default=20, validator=_at_least_one)  # G3
+    agreement: float = attrs.field(default=0.9, validator=_rate)  # G3: rewarder-human agreement
+    agreement_clips: int = attrs.field(default=50, validator=_at_least_one)  # G3
+    max_latency_ms: float = attrs.field(default=120.0, validator=_positive)  # latency KPI, median
+
+
 @attrs.define
 class LabConfig:
     lab: str = "lab"
@@ -187,6 +224,8 @@ class LabConfig:
     client: ClientConfig = attrs.field(factory=ClientConfig)
     deploy: DeployConfig = attrs.field(factory=DeployConfig)
     preflight: PreflightConfig = attrs.field(factory=PreflightConfig)
+    dashboard: DashboardConfig = attrs.field(factory=DashboardConfig)
+    gates: GatesConfig = attrs.field(factory=GatesConfig)
     # arm id -> per-arm config file (relative to vla.yaml)
     arms: dict[str, str] = attrs.field(factory=dict)
     # plugin name -> that plugin's config, checked against its config class when it is used
@@ -573,9 +612,28 @@ class LoadedConfig:
     def plugin_config(self, spec) -> Any:
         """The plugin's config from the `plugins:` section, checked against its config class."""
         if spec.config is None:
+            self.plugin_profile(spec)
             return None
-        data = self.config.plugins.get(spec.name, {})
+        data = self.plugin_section(spec)
         return structure(spec.config, data, str(self.path or "vla.yaml"), f"plugins.{spec.name}")
+
+    def plugin_profile(self, spec) -> str | None:
+        """``plugins.<name>.profile``: which of the plugin's service profiles `vla up` runs (None: the
+        services as the spec gives them). A name the plugin does not declare is a ConfigError."""
+        value = (self.config.plugins.get(spec.name) or {}).get(PROFILE_KEY)
+        if value is None:
+            return None
+        known = [p.name for p in getattr(spec, "profiles", ())]
+        if not isinstance(value, str) or value not in known:
+            raise ConfigError(str(self.path or "vla.yaml"), f"plugins.{spec.name}.{PROFILE_KEY}",
+                              f"expected one of the plugin's service profiles ({', '.join(known) or 'it has none'}), "
+                              f"got {value!r}")
+        return value
+
+    def plugin_section(self, spec) -> dict:
+        """The plugin's `plugins:` section without the keys vla itself reads (``profile``)."""
+        self.plugin_profile(spec)
+        return {k: v for k, v in (self.config.plugins.get(spec.name) or {}).items() if k != PROFILE_KEY}
 
 
 def find_config_path(explicit: str | os.PathLike | None = None) -> Path | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
+
 STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
 ENV_STATE_KEY = "observation.environment_state"
@@ -36,6 +38,18 @@ class Robot(Protocol):
 
     def forward_kinematics(self, q):
         """Tool point (x, y, z) in metres in the base frame for joint positions ``q``."""
+
+    # Optional: ``calibration_status() -> CalibrationStatus``, answered without connecting
+    # (from the calibration file), which `vla gates` needs for G0.
+
+
+@attrs.frozen
+class CalibrationStatus:
+    """What a robot's optional ``calibration_status()`` returns (`vla gates` G0 reads it):
+    whether the arm is calibrated, and the evidence (the file it read, or why none is needed)."""
+
+    calibrated: bool
+    detail: str
 
 
 @runtime_checkable

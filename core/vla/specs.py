@@ -166,6 +166,44 @@ class ServiceSpec:
             raise SpecError(f"field {attribute.name!r}: expected a share of one GPU in (0, 1] or None, got {value!r}")
 
 
+SERVICE_FIELDS = frozenset(a.name for a in attrs.fields(ServiceSpec)) - {"name"}
+
+
+def _service_changes(_inst, attribute, value):
+    if not isinstance(value, dict) or not value:
+        raise SpecError(f"field {attribute.name!r}: expected a mapping of service name -> changed fields, got {value!r}")
+    for service, changes in value.items():
+        if not isinstance(service, str) or not isinstance(changes, dict) or not changes:
+            raise SpecError(f"field {attribute.name!r}: service {service!r}: expected a mapping of field -> value")
+        unknown = sorted(set(changes) - SERVICE_FIELDS)
+        if unknown:
+            raise SpecError(f"field {attribute.name!r}: service {service!r}: {unknown} are not ServiceSpec fields "
+                            f"(known: {', '.join(sorted(SERVICE_FIELDS))})")
+
+
+@attrs.frozen
+class ServiceProfile:
+    """Another way to run a component's services, chosen per lab with ``plugins.<name>.profile``
+    in vla.yaml (e.g. ``cpu``: vLLM's CPU build and a test model, on a host without a GPU).
+
+    ``services`` maps a service's spec name to the ServiceSpec fields that differ; the rest of
+    the spec, and the other services, stay as they are. Applying a profile builds new specs, so
+    every field is checked again, and every deployment target (compose, Kubernetes) sees only
+    the changed specs."""
+
+    name: str = attrs.field(validator=_name)
+    description: str = attrs.field(validator=_one_line)
+    services: dict[str, dict[str, Any]] = attrs.field(converter=_dict, validator=_service_changes)
+
+    def apply(self, services: tuple[ServiceSpec, ...]) -> tuple[ServiceSpec, ...]:
+        names = {s.name for s in services}
+        missing = sorted(set(self.services) - names)
+        if missing:
+            raise SpecError(f"profile {self.name!r} changes service(s) {missing}, which the component does not have "
+                            f"({', '.join(sorted(names))})")
+        return tuple(attrs.evolve(s, **self.services[s.name]) if s.name in self.services else s for s in services)
+
+
 @attrs.frozen
 class ComponentSpec:
     """Fields every registered component shares."""
@@ -177,6 +215,28 @@ class ComponentSpec:
     factory: str = attrs.field(validator=_import_path)
     config: type | None = attrs.field(default=None, validator=_config_class)
     services: tuple[ServiceSpec, ...] = attrs.field(default=(), converter=_tuple)
+    # Other ways to run the services (see ServiceProfile); without a profile the services run as above.
+    profiles: tuple[ServiceProfile, ...] = attrs.field(default=(), converter=_tuple)
+
+    @profiles.validator
+    def _check_profiles(self, attribute, value):
+        if not isinstance(value, tuple) or not all(isinstance(p, ServiceProfile) for p in value):
+            raise SpecError(f"field {attribute.name!r}: expected a list of ServiceProfile, got {value!r}")
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise SpecError(f"field {attribute.name!r}: profile names repeat: {names}")
+        for profile in value:
+            profile.apply(self.services)  # every change must make a valid spec
+
+    def with_profile(self, name: str | None):
+        """This component with the named profile's services (itself for None); SpecError for an unknown name."""
+        if name is None:
+            return self
+        for profile in self.profiles:
+            if profile.name == name:
+                return attrs.evolve(self, services=profile.apply(self.services))
+        known = ", ".join(p.name for p in self.profiles) or "none"
+        raise SpecError(f"{self.name!r} has no service profile {name!r} (profiles: {known})")
 
     @services.validator
     def _check_services(self, attribute, value):

@@ -198,6 +198,36 @@ def test_resources_are_requested_memory_capped_cpu_never(registry):
     assert vllm.resources.memory_gib >= 16  # a 7B VLM does not load in the 2 GiB default
 
 
+def test_the_cpu_profile_is_a_cpu_only_pod_with_its_own_requests(tmp_path):
+    """`plugins: {qwen-vl: {profile: cpu}}` in vla.yaml: the same specs, vLLM's CPU build, no GPU asked."""
+    from vla_qwen_vl.plugin import CPU_PROFILE
+
+    (tmp_path / "vla.yaml").write_text("plugins:\n  qwen-vl:\n    profile: cpu\ndeploy:\n  project: cpulab\n")
+    result = subprocess.run([VLA, "up", "--target", "k8s", "--rewarder", "qwen-vl", "--out", "k8s", "--insecure"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    files = {p.name: list(yaml.safe_load_all(p.read_text())) for p in (tmp_path / "k8s").glob("*.yaml")}
+    vllm, spec = container(files, "vllm"), pod(files, "vllm")
+    wanted = CPU_PROFILE.services["vllm"]["resources"]
+    assert vllm["image"] == "vla-vllm-cpu:latest"
+    assert vllm["resources"]["requests"] == {"cpu": str(int(wanted.cpu)), "memory": f"{math.ceil(wanted.memory_gib)}Gi"}
+    assert vllm["resources"]["limits"] == {"memory": f"{math.ceil(wanted.memory_gib)}Gi"}  # no nvidia.com/gpu
+    assert "nodeSelector" not in spec and "tolerations" not in spec and "runtimeClassName" not in spec
+    assert vllm["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    assert "--served-model-name" in vllm["args"] and "vla-test/tiny-qwen2-vl" in vllm["args"]
+    assert "model=vla-test/tiny-qwen2-vl" in container(files, "rewarder")["args"]
+    checked = subprocess.run([tool("kubernetes-validate"), "--strict", "-k", VERSIONS[-1],
+                              *sorted(str(p) for p in (tmp_path / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # without the profile the same command still asks for the GPU
+    (tmp_path / "vla.yaml").write_text("deploy:\n  project: cpulab\n")
+    assert subprocess.run([VLA, "up", "--target", "k8s", "--rewarder", "qwen-vl", "--out", "k8s", "--insecure"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120).returncode == 0
+    files = {p.name: list(yaml.safe_load_all(p.read_text())) for p in (tmp_path / "k8s").glob("*.yaml")}
+    assert container(files, "vllm")["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
 # ------------------------------------------------------------------ probes from health checks
 
 

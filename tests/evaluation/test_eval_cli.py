@@ -66,6 +66,9 @@ def test_eval_reports_success_at_k_per_task_with_plot_json_and_video(scripted_se
     results = json.loads((out / "results.json").read_text())
     assert list(results["tasks"]) == ["lift", "push_left"] and results["k"] == [1, 2]
     assert results["policy"] == "scripted" and results["robot"] == "sim"
+    # what `vla board` reads: when, which video, and each run's incidents (the sim's knocked-off cubes)
+    assert results["video"] == "lift.gif" and results["finished_at"] > 1.7e9 and "checkpoint" in results
+    assert all(isinstance(run["incidents"], list) for r in results["tasks"].values() for run in r["runs"])
     ends = [json.loads(line) for line in (out / "ticks.jsonl").read_text().splitlines()]
     ends = [r for r in ends if r["type"] == "episode" and r["phase"] == "end"]
     for task, r in results["tasks"].items():

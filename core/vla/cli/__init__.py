@@ -32,6 +32,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("vla.deploy.cli:ps", "Show each service's state and health."),
     "logs": ("vla.deploy.cli:logs", "Show a service's logs."),
     "build": ("vla.deploy.cli:build", "Build the runtime and plugin images."),
+    "fleet": ("vla.fleet.cli:fleet", "Drive several arms at once, one process each, with a live table."),
+    "dashboard": ("vla.fleet.cli:dashboard", "Serve a live web page of a fleet run (JSON and SSE at /api/arms)."),
+    "gates": ("vla.lab.cli:gates", "Judge the lab plan's gates G0-G3 and the latency KPI from what was recorded."),
+    "board": ("vla.lab.cli:board", "Build the static HTML evaluation board from `vla eval` results over time."),
 }
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import click
 
 from vla.cli.common import EXIT_CONFIG_ERROR, lab_config
@@ -89,9 +90,10 @@ def _resolve(loaded, policy, rewarder, trainer):
             raise DeployUsageError(f"--{role} {name}: {exc.args[0] if exc.args else exc}") from None
         try:
             loaded.plugin_config(registered.spec)
+            spec = registered.spec.with_profile(loaded.plugin_profile(registered.spec))
         except ConfigError as exc:
             raise DeployUsageError(f"bad configuration for {role} {name!r}: {exc}") from None
-        components[role] = registered.spec
+        components[role] = spec  # with the lab's service profile (plugins.<name>.profile) applied
         distributions[role] = (registered.distribution, registered.version)
     return registry, Selection(components, distributions)
 
@@ -311,7 +313,8 @@ def _fetch_missing(client, registry, selection, plan, state_dir: Path, build: bo
     from vla.deploy import images
     from vla.deploy.compose import ROLE_KINDS
 
-    wanted = [registry.get(ROLE_KINDS[role], spec.name) for role, spec in selection.components.items()]
+    # the selection's specs carry the lab's service profile, the registry's do not
+    wanted = [attrs.evolve(registry.get(ROLE_KINDS[role], spec.name), spec=spec) for role, spec in selection.components.items()]
     missing = [b for b in images.builds_for(wanted, registry) if not images.image_is_current(client, b)]
     upstream = sorted({s.spec.image for s in plan.services if s.spec.build_context is None})
     absent = [image for image in upstream if not images.image_exists(client, image)]
@@ -490,6 +493,7 @@ def build(ctx, names, base_image, ca_bundle, no_ca_bundle, list_only):
     `runtime`). Without names: the images of the plugins in the lab config's deploy section,
     or the runtime image.
     """
+    from vla.config import ConfigError
     from vla.deploy import images
     from vla.plugins import get_registry
 
@@ -505,7 +509,8 @@ def build(ctx, names, base_image, ca_bundle, no_ca_bundle, list_only):
                 b = images.runtime_build(images.runtime_plugins(registry) or None, root)
                 builds.setdefault(b.image, b)
                 continue
-            entries = [kind[name] for kind in registry.components.values() if name in kind]
+            entries = [attrs.evolve(e, spec=e.spec.with_profile(loaded.plugin_profile(e.spec)))
+                       for e in (kind[name] for kind in registry.components.values() if name in kind)]
             if entries:
                 found = images.builds_for(entries, registry, root)
                 if not found:
@@ -518,7 +523,7 @@ def build(ctx, names, base_image, ca_bundle, no_ca_bundle, list_only):
                 builds.setdefault(b.image, b)
                 continue
             raise DeployUsageError(f"{name!r} is neither an installed plugin nor a folder under {root / 'images'}")
-    except DeployError as exc:
+    except (DeployError, ConfigError) as exc:
         raise DeployUsageError(str(exc)) from None
     bundle = None if no_ca_bundle else (Path(ca_bundle) if ca_bundle else images.default_ca_bundle())
     if list_only:

@@ -71,7 +71,7 @@ def eval_cmd(ctx, tasks, episodes, seed, k_text, out_dir, video_name, video_came
     options = options_from(kwargs, tasks=tuple(task_list), episodes=episodes, seed=seed, kind="eval",
                            run_id=run_id, log_path=str(out / "ticks.jsonl"))
     film = FilmHooks(video_name, video_camera, video_fps, video_episode)
-    runner = SessionRunner(loaded, options, hooks=[EpisodicCheck(), film, ProgressHooks(err)])
+    runner = SessionRunner(loaded, options, hooks=[EpisodicCheck(), film, IncidentHooks(), ProgressHooks(err)])
     summary = runner.run()
     if summary.error:
         print_summary(console, summary)
@@ -95,12 +95,15 @@ def eval_cmd(ctx, tasks, episodes, seed, k_text, out_dir, video_name, video_came
     outcomes: dict[str, list] = {task: [] for task in task_list}
     for result in summary.episodes:
         outcomes.setdefault(result.task, []).append(result)
+    metadata = summary.metadata or {}
     results = summarize({t: r for t, r in outcomes.items() if r}, ks, robot=summary.robot, url=summary.url,
-                        merge=settings.merge, seed=seed, policy=(summary.metadata or {}).get("policy"),
-                        interrupted=summary.stopped_by is not None)
+                        merge=settings.merge, seed=seed, policy=metadata.get("policy"),
+                        checkpoint=(metadata.get("extra") or {}).get("checkpoint") or metadata.get("checkpoint"),
+                        interrupted=summary.stopped_by is not None, finished_at=time.time())
     results["tick_log"] = str(summary.log_path)
     results["requests"] = summary.totals.get("requests", 0)
     results["errors"] = summary.errors_by_code
+    results["video"] = video_path.name if video_path else None
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_path = plot_success(results, out / "success.png") if results["tasks"] else None
     print_summary(err, summary)
@@ -120,6 +123,16 @@ class EpisodicCheck(SessionHooks):
                 f"robot {session.setup.robot_name!r} cannot reset and judge episodes itself; `vla eval` needs an "
                 "episodic robot such as the simulator (use `vla run` on a real arm)"
             )
+
+
+class IncidentHooks(SessionHooks):
+    """What went wrong gently in an episode, as the robot tells it (``incidents()``: e.g. the
+    simulator's objects knocked off the table); kept per run for `vla board`."""
+
+    def on_episode_end(self, session, result):
+        incidents = getattr(session.robot, "incidents", None)
+        if callable(incidents):
+            result.info["incidents"] = list(incidents())
 
 
 class FilmHooks(SessionHooks):
@@ -187,7 +200,7 @@ def summarize(outcomes: dict[str, list], ks: list[int], **header) -> dict:
             "clamps": sum(r.counts.get("clamps", 0) for r in finished),
             "runs": [
                 {"seed": r.seed, "success": r.success, "duration_s": r.duration_s, "interrupted": r.interrupted,
-                 "counts": r.counts}
+                 "counts": r.counts, "incidents": r.info.get("incidents", [])}
                 for r in results
             ],
         }

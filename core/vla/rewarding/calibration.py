@@ -25,6 +25,9 @@ class ClipScore:
     score: float | None  # None when the rewarder failed on this clip
     error: str | None = None
     seconds: float = 0.0
+    # What the score's details say when the model behind it is a test model (random weights,
+    # e.g. the qwen-vl cpu profile): the numbers then mean nothing, and the report says so.
+    test_model: str | None = None
 
 
 def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -114,8 +117,10 @@ def score_clips(
         start = time.perf_counter()
         try:
             frames = clip.load_frames()
-            value = float(rewarder.score(frames, clip.goal).score)
-            results.append(ClipScore(clip.id, clip.task, clip.success, value, None, time.perf_counter() - start))
+            scored = rewarder.score(frames, clip.goal)
+            test_model = (getattr(scored, "details", None) or {}).get("test_model")
+            results.append(ClipScore(clip.id, clip.task, clip.success, float(scored.score), None,
+                                     time.perf_counter() - start, str(test_model) if test_model else None))
         except Exception as exc:
             results.append(
                 ClipScore(clip.id, clip.task, clip.success, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
@@ -123,6 +128,15 @@ def score_clips(
         if progress is not None:
             progress(clip)
     return results
+
+
+def test_model_note(results: Sequence[ClipScore]) -> str | None:
+    """The report's header line when any score came from a test model, else None."""
+    models = sorted({r.test_model for r in results if r.test_model})
+    if not models:
+        return None
+    return (f"TEST MODEL: scored by {', '.join(models)}, whose weights are random; the numbers below only show "
+            "that the pipeline runs and mean nothing about the rewarder")
 
 
 def summarise(results: Sequence[ClipScore], threshold: float, criterion: str = "agreement") -> dict[str, Any]:

@@ -256,7 +256,7 @@ def calibrate(ctx, name, labels, url, api_key, tasks, criterion, out, overrides)
     """Agreement, precision, recall and ROC-AUC against labels; choose a threshold; write a report."""
     from rich.table import Table
 
-    from vla.rewarding.calibration import summarise
+    from vla.rewarding.calibration import summarise, test_model_note
     from vla.rewarding.report import plot_calibration
 
     clips = _load(labels, tasks)
@@ -264,13 +264,15 @@ def calibrate(ctx, name, labels, url, api_key, tasks, criterion, out, overrides)
     threshold = float(scorer.threshold)
     results = _score_with_progress(scorer, clips, f"scoring {len(clips)} clips with {shown}")
     summary = summarise(results, threshold, criterion)
+    note = test_model_note(results)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out_dir / f"calibration_{shown}.json", out_dir / f"calibration_{shown}.png"
-    _report_json(json_path, {"rewarder": shown, "source": source, "labels": str(Path(labels).resolve()),
+    header = {"note": note, "test_model": True} if note else {}
+    _report_json(json_path, {**header, "rewarder": shown, "source": source, "labels": str(Path(labels).resolve()),
                              **summary, "clips": _clip_rows(results)})
     if summary["n_scored"]:
-        plot_calibration(results, summary, shown, png_path)
+        plot_calibration(results, summary, f"{shown} (TEST MODEL, random weights)" if note else shown, png_path)
 
     table = Table(title=f"{shown} on {len(clips)} clips ({source})")
     table.add_column("task")
@@ -289,6 +291,8 @@ def calibrate(ctx, name, labels, url, api_key, tasks, criterion, out, overrides)
                       _fmt(at["recall"]), _fmt(summary["roc_auc"]), _fmt(summary["at_chosen"]["agreement"]),
                       style="bold")
     console = _console()
+    if note:
+        console.print(f"[bold yellow]{note}[/bold yellow]")
     console.print(table)
     console.print(f"chosen threshold ({criterion}): {_fmt(summary['chosen_threshold'])}  "
                   f"(current {threshold:.3f})")

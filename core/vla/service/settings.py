@@ -114,6 +114,6 @@ def plugin_settings(spec, loaded, overrides: dict | None = None) -> Any:
         if overrides:
             raise ValueError(f"{spec.name!r} takes no settings, but --set gave {sorted(overrides)}")
         return None
-    data = merge(dict(loaded.config.plugins.get(spec.name, {}) or {}), overrides or {})
+    data = merge(loaded.plugin_section(spec), overrides or {})
     source = str(loaded.path or "vla.yaml") + (" and --set" if overrides else "")
     return structure(spec.config, data, source, f"plugins.{spec.name}")

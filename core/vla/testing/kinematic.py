@@ -47,7 +47,7 @@ class KinematicArm:
 
     def connect(self) -> None:
         self.connected = True
-        self._last_update = time.monotonic()
+        self._last_update = self._connected_at = time.monotonic()
 
     def disconnect(self) -> None:
         self.connected = False
@@ -55,6 +55,10 @@ class KinematicArm:
     def observe(self) -> dict:
         self._require_connected()
         self._advance()
+        fails_after = self.config.camera_fails_after_s
+        if self.cameras and fails_after is not None and time.monotonic() - self._connected_at >= fails_after:
+            raise RuntimeError(f"camera {next(iter(self.cameras))!r} delivers no frames "
+                               f"(camera_fails_after_s={fails_after:g})")
         obs = {STATE_KEY: self.q.astype(np.float32)}
         tool = self.forward_kinematics(self.q)
         for name, shape in self.cameras.items():
@@ -74,6 +78,11 @@ class KinematicArm:
         self._target = clamped
         if self.config.max_joint_speed is None:
             self.q = clamped.copy()
+
+    def calibration_status(self):
+        from vla.robot import CalibrationStatus
+
+        return CalibrationStatus(True, "kinematic test arm: no motors, nothing to calibrate")
 
     def forward_kinematics(self, q) -> np.ndarray:
         return self.description.kinematics.forward_kinematics(q)

@@ -1,6 +1,7 @@
 """What `vla train` asks of a trainer plugin. Trainer plugins' factories return one of these.
 
-A trainer reads a local LeRobot dataset, trains for a number of optimizer steps and writes a
+A trainer reads one or more local LeRobot datasets with the same features (their union is the
+training set), trains for a number of optimizer steps and writes a
 checkpoint folder a policy backend can serve (for LeRobot policies: ``OUTPUT/pretrained_model``
 with the config, the weights and the processor pipelines).
 """
@@ -19,7 +20,7 @@ class TrainingError(RuntimeError):
 
 @attrs.frozen
 class TrainRequest:
-    dataset: Path
+    dataset: Path  # the first (or only) dataset
     output: Path
     steps: int
     batch_size: int
@@ -27,6 +28,14 @@ class TrainRequest:
     device: str | None = None  # None: the trainer config's device
     # Policy options from the command line (`-o key=value`), values already parsed as YAML.
     options: dict[str, Any] = attrs.field(factory=dict)
+    # Further datasets with the same features as `dataset`, trained on together with it
+    # (`vla train --dataset A --dataset B`).
+    extra_datasets: tuple[Path, ...] = attrs.field(default=(), converter=lambda v: tuple(Path(p) for p in v))
+
+    @property
+    def datasets(self) -> tuple[Path, ...]:
+        """Every dataset of the run, `dataset` first."""
+        return (Path(self.dataset), *self.extra_datasets)
 
 
 @attrs.frozen
@@ -35,6 +44,7 @@ class TrainResult:
     steps: int
     final_loss: float | None  # the last step's loss
     seconds: float
+    cpu_seconds: float | None = None  # CPU time the training took (all threads), when the trainer measured it
 
 
 @runtime_checkable

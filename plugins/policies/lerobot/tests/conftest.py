@@ -65,11 +65,13 @@ def cli_options(options: dict) -> list[str]:
     return args
 
 
-def make_dataset(root: Path, episodes: int = 3, frames: int = 16, cameras=(("front", (48, 64)),), env_dim: int | None = 3, fps: int = 10):
+def make_dataset(root: Path, episodes: int = 3, frames: int = 16, cameras=(("front", (48, 64)),), env_dim: int | None = 3, fps: int = 10,
+                 task: str = TASK, state_offset: float = 0.0):
     """A small LeRobot dataset made with lerobot's own API: state, action, video cameras, env state.
 
     The action is a fixed function of the state and the frame's brightness, so a policy has
-    something to learn and each frame differs.
+    something to learn and each frame differs. ``state_offset`` shifts every state and action,
+    so that datasets made with different offsets have different statistics.
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -85,10 +87,10 @@ def make_dataset(root: Path, episodes: int = 3, frames: int = 16, cameras=(("fro
     ds = LeRobotDataset.create(f"local/{root.name}", fps=fps, root=root, features=features, robot_type="test", use_videos=True)
     rng = np.random.default_rng(0)
     for _ in range(episodes):
-        start = rng.uniform(-0.5, 0.5, 6).astype(np.float32)
+        start = (rng.uniform(-0.5, 0.5, 6) + state_offset).astype(np.float32)
         for i in range(frames):
             q = (start + 0.02 * i).astype(np.float32)
-            frame = {"observation.state": q, "action": (q + 0.05).astype(np.float32), "task": TASK}
+            frame = {"observation.state": q, "action": (q + 0.05).astype(np.float32), "task": task}
             for name, (h, w) in cameras:
                 image = np.zeros((h, w, 3), np.uint8)
                 image[:, : (i * 4) % w, 0] = 200

@@ -147,3 +147,15 @@ def test_a_held_cube_stays_in_the_hand_through_a_fast_swing(sim_robot, expert):
     for _ in range(15):
         sim_robot.act(target)
     assert sim_robot.success()  # still lifted and still touching the pads
+
+
+def test_a_cube_pushed_off_the_table_is_an_incident_and_the_sim_needs_no_calibration(sim_robot):
+    sim_robot.reset("lift", 0)
+    assert sim_robot.incidents() == []
+    assert sim_robot.calibration_status().calibrated
+    d = sim_robot.data
+    name, adr = next(iter(sim_robot._free_adr.items()))
+    d.qpos[adr : adr + 3] = (0.9, 0.0, 0.3)  # beyond the table's edge: it falls to the floor
+    for _ in range(300):
+        sim_robot.act(sim_robot.joint_positions())
+    assert sim_robot.incidents() == [f"{name} knocked off the table"]

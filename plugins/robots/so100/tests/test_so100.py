@@ -125,3 +125,28 @@ def test_the_driver_reads_and_commands_so100_radians_over_the_feetech_protocol(t
             np.testing.assert_allclose(after[:5], target[:5], atol=2 * math.pi / 4096)
             grip = bus.servo(6)
             assert grip.actual == CALIBRATION["gripper"]["range_max"]  # fully open: the calibrated end
+
+
+def test_calibration_status_reads_the_calibration_file_without_connecting(tmp_path):
+    from vla_so100.robot import SO100Robot
+
+    robot = SO100Robot(SO100Config(id="arm07", calibration_dir=str(tmp_path)))
+    status = robot.calibration_status()
+    assert not status.calibrated and "arm07.json" in status.detail and "vla robot calibrate" in status.detail
+    entry = {"id": 1, "drive_mode": 0, "homing_offset": 0, "range_min": 700, "range_max": 3300}
+    (tmp_path / "arm07.json").write_text(json.dumps({j: dict(entry) for j in robot.joint_names}))
+    status = robot.calibration_status()
+    assert status.calibrated and str(tmp_path / "arm07.json") in status.detail
+    broken = {j: dict(entry) for j in robot.joint_names}
+    broken["gripper"]["range_max"] = 100  # below range_min: a calibration that went wrong
+    del broken["wrist_roll"]
+    (tmp_path / "arm07.json").write_text(json.dumps(broken))
+    status = robot.calibration_status()
+    assert not status.calibrated and "wrist_roll" in status.detail
+    del broken["gripper"]
+    broken["wrist_roll"] = dict(entry)
+    broken["gripper"] = dict(entry, range_max=100)
+    (tmp_path / "arm07.json").write_text(json.dumps(broken))
+    assert "gripper" in robot.calibration_status().detail and not robot.calibration_status().calibrated
+    (tmp_path / "arm07.json").write_text("{not json")
+    assert "cannot be read" in robot.calibration_status().detail

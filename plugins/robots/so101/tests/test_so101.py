@@ -437,3 +437,22 @@ def test_reply_timeout_replaces_lerobots_50_ms_allowance():
     with reply_timeout_for_new_buses(250.0):
         assert allowance(new_bus()) == pytest.approx(250.0)
     assert allowance(new_bus()) == pytest.approx(50.0)  # restored
+
+
+def test_calibration_status_finds_lerobots_default_folder(tmp_path, monkeypatch):
+    from vla_so101.config import SO101Config as Config
+    from vla_so101.robot import SO101Robot
+
+    monkeypatch.delenv("HF_LEROBOT_CALIBRATION", raising=False)
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lr"))
+    robot = SO101Robot(Config(id="arm01"))
+    path = tmp_path / "lr" / "calibration" / "robots" / "so_follower" / "arm01.json"
+    assert robot.calibration_file() == path and not robot.calibration_status().calibrated
+    path.parent.mkdir(parents=True)
+    entry = {"id": 1, "drive_mode": 0, "homing_offset": 0, "range_min": 0, "range_max": 4095}
+    import json as _json
+
+    path.write_text(_json.dumps({j: entry for j in robot.joint_names}))
+    assert robot.calibration_status().calibrated
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path / "elsewhere"))
+    assert robot.calibration_file() == tmp_path / "elsewhere" / "robots" / "so_follower" / "arm01.json"

@@ -72,3 +72,15 @@ class LeRobotTrainerConfig:
     # dataset is read many times over (epochs). 0 turns the cache off.
     cache_frames_gb: float = 2.0
     log_every: int = 10
+    # Train on camera frames resized to [height, width] (OpenCV area filter, as vla's client
+    # resizes for a policy that asks for smaller frames), e.g. [64, 64]: a CPU trains on small
+    # frames of a recording made at the rewarder's size. None: the dataset's size.
+    image_size: list[int] | None = attrs.field(default=None)
+
+    @image_size.validator
+    def _check_image_size(self, attribute, value):
+        if value is None:
+            return
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 8 for v in value)):
+            raise ValueError(f"image_size must be [height, width], each an integer >= 8; got {value!r}")

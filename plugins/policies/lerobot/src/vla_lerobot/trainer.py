@@ -1,10 +1,12 @@
-"""Training a LeRobot policy (ACT, Diffusion, SmolVLA) on a local LeRobot dataset.
+"""Training a LeRobot policy (ACT, Diffusion, SmolVLA) on local LeRobot datasets.
 
 The loop is LeRobot's own recipe, assembled from its public pieces: the policy config and
 its optimizer/scheduler presets, ``make_policy`` with the dataset's metadata (feature shapes
 and normalisation statistics), ``make_pre_post_processors`` for the batch pipeline, the
 dataset's delta timestamps for action chunks and observation history, and Diffusion's
-episode-aware sampler. What it adds: progress reported to `vla train` (rich), and a
+episode-aware sampler. What it adds: several datasets trained as one (their frames
+concatenated, their normalisation statistics aggregated), progress reported to `vla train`
+(rich), a record of what the checkpoint came from (``vla_train.json``), and a
 checkpoint in the layout `vla serve --policy lerobot` loads: ``OUTPUT/pretrained_model``
 with the policy config, the weights and both processor pipelines.
 
@@ -24,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vla.training.dataset_info import DatasetError, check_same_features, read_dataset_summary
 from vla.training.trainer import TrainRequest, TrainResult, TrainingError
 from vla_lerobot.config import LeRobotTrainerConfig
 
@@ -120,42 +123,74 @@ class LeRobotTrainer:
         if not cfg.output_features:
             raise TrainingError("the dataset has no 'action' feature to learn")
 
-    def _cache_fits(self, ds_meta) -> bool:
-        """Whether every decoded frame of the dataset fits the configured cache (as uint8)."""
+    def _resize_features(self, cfg, ds_meta, size: tuple[int, int]) -> None:
+        """The policy's cameras take frames of ``size``; only video cameras can be resized."""
+        from lerobot.configs.types import FeatureType, PolicyFeature
+
+        still = [k for k, f in ds_meta.features.items() if f["dtype"] == "image" and k in cfg.input_features]
+        if still:
+            raise TrainingError(f"image_size resizes video cameras only; {', '.join(still)} are stored as images")
+        for key, feature in list(cfg.input_features.items()):
+            if feature.type is FeatureType.VISUAL:
+                cfg.input_features[key] = PolicyFeature(type=feature.type, shape=(feature.shape[0], *size))
+
+    def _cache_fits(self, total_frames: int, ds_meta, size: tuple[int, int] | None = None) -> bool:
+        """Whether every decoded frame of the datasets fits the configured cache (as uint8)."""
         if self.config.cache_frames_gb <= 0 or self.config.num_workers > 0:
             return False
         per_frame = 0
         for feature in ds_meta.features.values():
             if feature["dtype"] in ("video", "image"):
-                per_frame += int(np.prod(feature["shape"]))
-        return per_frame * ds_meta.total_frames <= self.config.cache_frames_gb * 1e9
+                shape = feature["shape"] if size is None else (*size, feature["shape"][-1])
+                per_frame += int(np.prod(shape))
+        return per_frame * total_frames <= self.config.cache_frames_gb * 1e9
 
     # ------------------------------------------------------------------- training
 
     def train(self, request: TrainRequest, progress: Progress | None = None) -> TrainResult:
         import torch
+        from lerobot.datasets.compute_stats import aggregate_stats
         from lerobot.datasets.factory import resolve_delta_timestamps
         from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
         from lerobot.datasets.sampler import EpisodeAwareSampler
         from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         torch.manual_seed(request.seed)
         device = _device(request.device or self.config.device)
-        root = Path(request.dataset)
-        repo_id = f"local/{root.name}"  # a label only: the data are read from `root`
-        ds_meta = LeRobotDatasetMetadata(repo_id, root=root)
+        roots = [Path(r) for r in request.datasets]
+        try:
+            check_same_features([read_dataset_summary(r) for r in roots])
+        except DatasetError as exc:
+            raise TrainingError(str(exc)) from None
+        # repo ids are labels only: the data are read from each root
+        metas = [LeRobotDatasetMetadata(f"local/{r.name}", root=r) for r in roots]
+        ds_meta = metas[0]  # feature shapes and fps (the same in every dataset, checked above)
+        # normalisation statistics over the union, weighted by each dataset's frame counts
+        stats = ds_meta.stats if len(metas) == 1 else aggregate_stats([m.stats for m in metas])
         cfg = self.policy_config(dict(request.options), device)
         self._offline_backbone(cfg, request.options, progress)
         self._features(ds_meta, cfg)
         delta = resolve_delta_timestamps(cfg, ds_meta)
         kwargs = {"video_backend": self.config.video_backend} if self.config.video_backend else {}
-        dataset = LeRobotDataset(repo_id, root=root, delta_timestamps=delta, **kwargs)
+        parts = [LeRobotDataset(m.repo_id, root=r, delta_timestamps=delta, **kwargs) for m, r in zip(metas, roots)]
+        total_frames = sum(m.total_frames for m in metas)
 
-        if ds_meta.video_keys and self._cache_fits(ds_meta):
+        size = tuple(self.config.image_size) if self.config.image_size else None
+        if size is not None:
+            self._resize_features(cfg, ds_meta, size)
+        if ds_meta.video_keys and self._cache_fits(total_frames, ds_meta, size):
             from vla_lerobot.frame_cache import cache_decoded_frames
 
-            cache_decoded_frames(dataset)
+            for part in parts:
+                cache_decoded_frames(part, size=size)
+        elif size is not None and ds_meta.video_keys:
+            from vla_lerobot.frame_cache import resize_queries
+
+            for part in parts:
+                resize_queries(part, size)
+        # one index space over the union: dataset k's frames follow dataset k-1's
+        dataset = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
         try:
             policy = make_policy(cfg, ds_meta=ds_meta)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
@@ -163,7 +198,7 @@ class LeRobotTrainer:
                 f"{self.policy_type}: pretrained weights could not be downloaded ({getattr(exc, 'reason', exc)}); "
                 f"put them in the cache first, or train from scratch where the policy allows it"
             ) from None
-        preprocessor, postprocessor = make_pre_post_processors(cfg, dataset_stats=ds_meta.stats)
+        preprocessor, postprocessor = make_pre_post_processors(cfg, dataset_stats=stats)
         optimizer_cfg = cfg.get_optimizer_preset()
         optimizer = optimizer_cfg.build(policy.get_optim_params())
         scheduler_cfg = cfg.get_scheduler_preset()
@@ -171,9 +206,10 @@ class LeRobotTrainer:
 
         if hasattr(cfg, "drop_n_last_frames"):
             # Diffusion: skip starts whose action horizon would run past the episode's end
+            starts, ends = union_episode_bounds(metas, [len(part) for part in parts])
             sampler = EpisodeAwareSampler(
-                ds_meta.episodes["dataset_from_index"],
-                ds_meta.episodes["dataset_to_index"],
+                starts,
+                ends,
                 drop_n_last_frames=cfg.drop_n_last_frames,
                 shuffle=True,
             )
@@ -223,23 +259,52 @@ class LeRobotTrainer:
         policy.save_pretrained(checkpoint)
         preprocessor.save_pretrained(checkpoint)
         postprocessor.save_pretrained(checkpoint)
-        seconds = time.monotonic() - started
+        seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
         final = losses[-1] if losses else None  # the last step's, as printed
         summary = {
             "policy": self.policy_type,
-            "dataset": str(root.resolve()),
-            "frames": ds_meta.total_frames,
-            "episodes": ds_meta.total_episodes,
+            # one path for one dataset (what `vla doctor --checkpoint` shows), else all of them
+            "dataset": str(roots[0].resolve()) if len(roots) == 1 else " + ".join(str(r.resolve()) for r in roots),
+            # where the checkpoint came from: every dataset, its size and its tasks
+            "datasets": [
+                {"path": str(r.resolve()), "frames": m.total_frames, "episodes": m.total_episodes,
+                 "tasks": _task_texts(m), "robot_type": m.robot_type}
+                for r, m in zip(roots, metas)
+            ],
+            "frames": total_frames,
+            "episodes": sum(m.total_episodes for m in metas),
             "steps": request.steps,
             "batch_size": request.batch_size,
-            "epochs": request.steps * request.batch_size / max(ds_meta.total_frames, 1),
+            "epochs": request.steps * request.batch_size / max(total_frames, 1),
             "final_loss": final,
             "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
+            "device": device,
+            "image_size": list(size) if size else None,
             "options": {k: repr(v) for k, v in request.options.items()},
         }
         (Path(request.output) / "vla_train.json").write_text(json.dumps(summary, indent=2))
-        return TrainResult(checkpoint=checkpoint, steps=step, final_loss=final, seconds=seconds)
+        return TrainResult(checkpoint=checkpoint, steps=step, final_loss=final, seconds=seconds, cpu_seconds=cpu_seconds)
+
+
+def union_episode_bounds(metas, lengths: list[int]) -> tuple[list[int], list[int]]:
+    """Each episode's first and end frame index in the concatenation of the datasets: dataset k's
+    indices are shifted by the frames of the datasets before it."""
+    starts, ends, offset = [], [], 0
+    for meta, length in zip(metas, lengths, strict=True):
+        starts += [offset + int(i) for i in meta.episodes["dataset_from_index"]]
+        ends += [offset + int(i) for i in meta.episodes["dataset_to_index"]]
+        offset += length
+    return starts, ends
+
+
+def _task_texts(meta) -> list[str]:
+    """The task texts of a dataset (LeRobot keeps them as the index of ``meta.tasks``)."""
+    try:
+        return [str(t) for t in meta.tasks.index]
+    except AttributeError:
+        return []
 
 
 def act_trainer(config: LeRobotTrainerConfig) -> LeRobotTrainer:

@@ -20,3 +20,12 @@ class OpenVLAConfig:
     dtype: str = "bfloat16"
     attn_implementation: str | None = None  # e.g. "flash_attention_2" when flash-attn is installed
     lowercase_instruction: bool = True
+    # transformers: the model in this process (GPU). vllm: ask a vLLM server that serves the model
+    # (OpenVLAForActionPrediction, vLLM >= 0.32) over its OpenAI API; this process then needs only
+    # the model's config.json (``model``: a folder or hub id) for the action statistics.
+    backend: str = "transformers"  # transformers | vllm
+    vllm_url: str = "http://vllm:8000/v1"
+    served_model_name: str | None = None  # vLLM's --served-model-name; default: model
+    api_key: str | None = None  # for a vLLM started with --api-key; VLLM_API_KEY is used when unset
+    timeout_s: float = 30.0
+    retries: int = 2  # on connection errors, timeouts, 429 and 5xx

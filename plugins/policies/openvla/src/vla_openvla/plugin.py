@@ -29,7 +29,7 @@ def register_policies(register):
         PolicySpec(
             name="openvla",
             description="OpenVLA-7B (transformers, bf16): one 7-DoF end-effector delta action per request.",
-            factory="vla_openvla.backend:OpenVLABackend",
+            factory="vla_openvla.vllm_backend:make_backend",
             config=OpenVLAConfig,
             services=(OPENVLA_SERVICE,),
         )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import attrs
 
+# Served names of test models (random weights, e.g. the cpu profile's) start so; their scores
+# carry details["test_model"] and reports say the numbers mean nothing.
+TEST_MODEL_PREFIX = "vla-test/"
+
 DEFAULT_PROMPT = (
     "These are {n_frames} frame(s) from a camera watching a robot arm, oldest first. "
     "The robot's task: \"{goal}\". Looking at the last frame, has the task been completed? "

@@ -10,7 +10,9 @@ Errors: vLLM answers an unknown model with 404 and either {"error": {"message", 
 "param", "code"}} (current ErrorResponse) or the older flat {"object": "error", "message",
 "type", "param", "code"}; both are read.
 
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff; 4xx are not.
+Connection errors, timeouts, 429 and 5xx are retried with exponential backoff (vla's shared
+httpx client); other 4xx are not. A prompt over the model's context (vLLM's 400) is
+``request_too_long``. Every message is one line.
 """
 
 from __future__ import annotations
@@ -18,33 +20,44 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from vla.rewarding.errors import BackendError
+from vla.service.httpclient import NO_RETRY, Retry, ServiceUnreachable, make_client
 
 log = logging.getLogger("vla.qwen_vl")
 
-RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+# vLLM's 400 for a prompt longer than --max-model-len ("This model's maximum context length is
+# 512 tokens. However, you requested 700 tokens ..."; newer releases word it "... is too long ...").
+CONTEXT_RE = re.compile(r"maximum context length|max_model_len|is too long|exceeds the model", re.I)
 
 
 def error_message(body: bytes) -> tuple[str, str | None]:
-    """(message, type) from an OpenAI/vLLM error body, or the start of the raw body."""
+    """(message, type) from an OpenAI/vLLM error body, or the start of the raw body, on one line."""
     try:
         obj = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return body[:300].decode("utf-8", "replace").strip() or "(empty body)", None
+        return one_line(body[:300].decode("utf-8", "replace")) or "(empty body)", None
     if isinstance(obj, dict):
         err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
         message = err.get("message") or err.get("detail") or json.dumps(obj)[:300]
-        return str(message), err.get("type")
+        return one_line(str(message)), err.get("type")
     return json.dumps(obj)[:300], None
 
 
+def one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class OpenAIChatBackend:
-    """Sends chat requests with images to ``base_url`` and returns the first token's top logprobs."""
+    """Sends chat requests with images to ``base_url`` and returns the first token's top logprobs.
+
+    HTTP goes through vla's shared client (vla.service.httpclient): one connection pool per
+    backend, its retry rule (connection errors, timeouts, 408/429/5xx) with backoff."""
 
     thread_safe = True
 
@@ -57,63 +70,54 @@ class OpenAIChatBackend:
         self.retries = retries
         self.backoff_s = backoff_s
         self.top_logprobs = top_logprobs
+        self._client = make_client(self.base_url + "/", api_key=self.api_key, auth_scheme="Bearer", timeout=timeout_s,
+                                   connect_timeout=min(5.0, timeout_s), headers={"Accept": "application/json"},
+                                   retry=Retry(attempts=retries + 1, backoff_s=backoff_s, max_backoff_s=max(4.0, backoff_s),
+                                               statuses=RETRY_STATUSES))
+        self._once_client = make_client(self.base_url + "/", api_key=self.api_key, auth_scheme="Bearer",
+                                        timeout=min(10.0, timeout_s), connect_timeout=min(5.0, timeout_s),
+                                        headers={"Accept": "application/json"}, retry=NO_RETRY)
+
+    def close(self) -> None:
+        self._client.close()
+        self._once_client.close()
 
     # ------------------------------------------------------------------ HTTP
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
+    def _unreachable(self, exc: ServiceUnreachable) -> BackendError:
+        import httpx
 
-    def _once(self, method: str, path: str, payload: Any = None) -> tuple[int, bytes]:
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._headers())
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        if isinstance(exc.cause, httpx.TimeoutException) and not isinstance(exc.cause, httpx.ConnectTimeout):
+            return BackendError("backend_timeout", f"the VLM server at {self.base_url} is unavailable after "
+                                                   f"{exc.attempts} attempt(s): no answer within {self.timeout_s:g}s")
+        cause = str(exc.cause).strip() or type(exc.cause).__name__
+        return BackendError("backend_unavailable", f"the VLM server at {self.base_url} is unavailable after "
+                                                   f"{exc.attempts} attempt(s): cannot connect ({cause})")
 
     def request(self, method: str, path: str, payload: Any = None) -> Any:
         url = self.base_url + path
-        last = "no attempt made"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning("retrying %s %s in %.1fs (%s)", method, url, delay, last)
-                time.sleep(delay)
+        try:
+            response = self._client.request(method, path.lstrip("/"), json=payload)
+        except ServiceUnreachable as exc:
+            raise self._unreachable(exc) from None
+        status, body = response.status_code, response.content
+        if status == 200:
             try:
-                status, body = self._once(method, path, payload)
-            except TimeoutError:
-                last = f"no answer within {self.timeout_s:g}s"
-                continue
-            except urllib.error.URLError as exc:
-                reason = exc.reason
-                if isinstance(reason, TimeoutError):
-                    last = f"no answer within {self.timeout_s:g}s"
-                else:
-                    last = f"cannot connect ({reason})"
-                continue
-            except (ConnectionError, OSError) as exc:
-                last = f"connection failed ({exc})"
-                continue
-            if status == 200:
-                try:
-                    return json.loads(body)
-                except json.JSONDecodeError:
-                    raise BackendError("bad_backend_reply", f"{url} answered 200 with a body that is not JSON") from None
-            message, err_type = error_message(body)
-            if status == 404 and ("model" in message.lower() or err_type == "NotFoundError"):
-                raise BackendError("model_not_found", self._model_not_found(message))
-            if status in RETRY_STATUSES:
-                last = f"HTTP {status}: {message}"
-                continue
-            if status in (401, 403):
-                raise BackendError("backend_unauthorized", f"{url} refused the API key (HTTP {status}): {message}")
-            raise BackendError("backend_rejected", f"{url} answered HTTP {status}: {message}")
-        code = "backend_timeout" if last.startswith("no answer") else "backend_unavailable"
-        raise BackendError(code, f"the VLM server at {self.base_url} is unavailable after "
-                                 f"{self.retries + 1} attempt(s): {last}")
+                return json.loads(body)
+            except json.JSONDecodeError:
+                raise BackendError("bad_backend_reply", f"{url} answered 200 with a body that is not JSON") from None
+        message, err_type = error_message(body)
+        if status == 404 and ("model" in message.lower() or err_type == "NotFoundError"):
+            raise BackendError("model_not_found", self._model_not_found(message))
+        if status in RETRY_STATUSES:
+            raise BackendError("backend_unavailable", f"the VLM server at {self.base_url} is unavailable after "
+                                                      f"{self.retries + 1} attempt(s): HTTP {status}: {message}")
+        if status in (401, 403):
+            raise BackendError("backend_unauthorized", f"{url} refused the API key (HTTP {status}): {message}")
+        if status == 400 and CONTEXT_RE.search(message):
+            raise BackendError("request_too_long", f"{url}: the request does not fit the model's context ({message}); "
+                                                   "send fewer or smaller frames (plugins.qwen-vl.max_frames, "
+                                                   "max_side) or serve the model with a larger --max-model-len")
+        raise BackendError("backend_rejected", f"{url} answered HTTP {status}: {message}")
 
     def _model_not_found(self, message: str) -> str:
         served = self.served_models(quiet=True)
@@ -123,10 +127,13 @@ class OpenAIChatBackend:
 
     def served_models(self, quiet: bool = False) -> list[str]:
         try:
-            status, body = self._once("GET", "/models")
-            if status != 200:
-                raise BackendError("backend_rejected", f"{self.base_url}/models answered HTTP {status}")
-            return [m["id"] for m in json.loads(body).get("data", [])]
+            try:
+                response = self._once_client.request("GET", "models")
+            except ServiceUnreachable as exc:
+                raise self._unreachable(exc) from None
+            if response.status_code != 200:
+                raise BackendError("backend_rejected", f"{self.base_url}/models answered HTTP {response.status_code}")
+            return [m["id"] for m in response.json().get("data", [])]
         except Exception:
             if quiet:
                 return []

@@ -10,7 +10,7 @@ import numpy as np
 from vla.rewarder import Score
 from vla.rewarding.errors import BackendError
 
-from vla_qwen_vl.config import QwenVLConfig
+from vla_qwen_vl.config import TEST_MODEL_PREFIX, QwenVLConfig
 from vla_qwen_vl.frames import render_prompt, subsample, to_data_url, to_pil
 from vla_qwen_vl.scoring import score_from_top_logprobs
 
@@ -66,6 +66,8 @@ class QwenVLRewarder:
         images = self._images(frames)
         prompt = render_prompt(c.prompt, goal, len(images))
         details: dict[str, Any] = {"frames_sent": len(images), "model": c.model, "backend": c.backend}
+        if c.model.startswith(TEST_MODEL_PREFIX):
+            details["test_model"] = c.model  # random weights: the score exercises the path, nothing more
         if c.backend == "openai" or hasattr(self.backend, "first_token_top_logprobs"):
             urls = [to_data_url(im, c.image_format, c.jpeg_quality) for im in images]
             top, answer = self.backend.first_token_top_logprobs(urls, prompt, c.system_prompt)

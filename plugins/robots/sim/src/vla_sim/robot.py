@@ -17,7 +17,7 @@ import numpy as np
 from vla.robot import ENV_STATE_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY
 from vla_sim.config import SimConfig
 from vla_so101_description.description import SO101
-from vla_sim.scene import CUBE_HALF, DISTRACTOR, FREE_BODIES
+from vla_sim.scene import CUBE_HALF, DISTRACTOR, FREE_BODIES, TABLE_TOP
 from vla_sim.tasks import (
     ENV_STATE_BODIES,
     Task,
@@ -218,6 +218,11 @@ class SimRobot:
                 obs[IMAGE_PREFIX + cam] = self.render(cam)
         return obs
 
+    def calibration_status(self):
+        from vla.robot import CalibrationStatus
+
+        return CalibrationStatus(True, "simulated arm: joint readings are exact, nothing to calibrate")
+
     def forward_kinematics(self, q) -> np.ndarray:
         return SO101.kinematics.forward_kinematics(q)
 
@@ -265,4 +270,10 @@ class SimRobot:
 
     def success(self) -> bool:
         return check_success(self._task.id, self.world_state())
+
+    def incidents(self) -> list[str]:
+        """Gentle failures now visible in the scene: objects that have fallen off the table."""
+        d = self.data
+        return [f"{name} knocked off the table" for name, a in self._free_adr.items()
+                if d.qpos[a + 2] < TABLE_TOP - 0.01]
 

@@ -30,6 +30,21 @@ log = logging.getLogger(__name__)
 ROBOT_TYPE = "so101_follower"  # LeRobot's name, also written into recorded datasets
 
 
+def calibration_folder(configured: str | None) -> Path:
+    """The arm's calibration folder: the configured one, else LeRobot's default for the SO
+    followers, as LeRobot 0.4 finds it: $HF_LEROBOT_CALIBRATION, else $HF_LEROBOT_HOME/calibration,
+    else $HF_HOME/lerobot/calibration; then robots/so_follower."""
+    import os
+
+    if configured:
+        return Path(configured).expanduser()
+    root = os.environ.get("HF_LEROBOT_CALIBRATION")
+    if root is None:
+        home = os.environ.get("HF_LEROBOT_HOME") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "lerobot"
+        root = Path(home).expanduser() / "calibration"
+    return Path(root).expanduser() / "robots" / "so_follower"
+
+
 class CalibrationMissing(RuntimeError):
     """No calibration file for this arm id: run `vla robot calibrate`."""
 
@@ -183,6 +198,36 @@ class SOFollowerArm:
 
     def forward_kinematics(self, q):
         return self.description.kinematics.forward_kinematics(q)
+
+    def calibration_file(self) -> Path:
+        """Where LeRobot reads this arm's calibration: <calibration_dir>/<id>.json."""
+        return calibration_folder(self.config.calibration_dir) / f"{self.config.id}.json"
+
+    def calibration_status(self):
+        """Whether the calibration file exists and holds a range for every joint (read without
+        connecting, for `vla gates` G0). ``connect`` refuses to start without one."""
+        import json
+
+        from vla.robot import CalibrationStatus
+
+        path = self.calibration_file()
+        if not path.is_file():
+            return CalibrationStatus(False, f"no calibration file {path} (run `vla robot calibrate --id {self.config.id}`)")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            return CalibrationStatus(False, f"calibration file {path} cannot be read: {exc}")
+        if not isinstance(data, dict):
+            return CalibrationStatus(False, f"calibration file {path} is not a JSON object")
+        missing = [j for j in self.joint_names if not isinstance(data.get(j), dict)]
+        if missing:
+            return CalibrationStatus(False, f"calibration file {path} has no entry for {', '.join(missing)}")
+        bad = [j for j in self.joint_names
+               if not (isinstance(data[j].get("range_min"), (int, float)) and isinstance(data[j].get("range_max"), (int, float))
+                       and data[j]["range_min"] < data[j]["range_max"])]
+        if bad:
+            return CalibrationStatus(False, f"calibration file {path}: no valid range_min < range_max for {', '.join(bad)}")
+        return CalibrationStatus(True, f"{path}: ranges for all {len(self.joint_names)} joints")
 
     def __enter__(self) -> SOFollowerArm:
         self.connect()
