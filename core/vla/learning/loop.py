@@ -552,6 +552,7 @@ class _EvalRun:
     duration_s: float
     interrupted: bool = False
     counts: dict = attrs.field(factory=dict)
+    info: dict = attrs.field(factory=dict)
 
 
 def read_audit(path: Path):
