@@ -292,7 +292,7 @@ class LearnRun:
         try:
             self.space = parameter_space(self._space_fn(goal))
         except LearningError:
-            raise
+            raise  # an empty space or repeated names: already says so
         except Exception as exc:
             raise LearningError(f"policy {self.s.policy!r} has no parameter space for {goal!r}: {exc}") from None
         config = plugin_settings(spec, load_config(self.s.config_path), self.s.trainer_overrides)
