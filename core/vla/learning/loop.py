@@ -42,7 +42,11 @@ from vla.learning.source import ParameterSource
 SELECTION_SEED0 = 2_000_000_000
 TEST_SEED0 = 2_100_000_000
 TRAIN_SEED_MAX = 2_000_000_000
-EVENT_TIMEOUT_S = 300.0
+# How long the learner waits for any arm's report before it calls the run hung. A dead arm says so
+# at once (its exit); this is for an arm alive but stuck. Recording renders every tick and encodes
+# video at each episode's end: on a loaded machine that can take minutes per episode.
+EVENT_TIMEOUT_S = 900.0
+RECORDING_TIMEOUT_S = 3600.0
 
 
 @attrs.define
@@ -140,6 +144,7 @@ class LearnRun:
         self._learner_log = None
         self.state: dict[str, Any] = {}
         self.trainer = None
+        self._event_timeout = RECORDING_TIMEOUT_S if settings.record_dir else EVENT_TIMEOUT_S
 
     # ================================================================ paths
 
@@ -267,7 +272,7 @@ class LearnRun:
         self.progress("status", {"text": f"starting {len(self.arms)} arm process(es)"})
         ready: set[str] = set()
         while len(ready) < len(self.arms):
-            arm, message = self._next_event(timeout=EVENT_TIMEOUT_S)
+            arm, message = self._next_event(timeout=self._event_timeout)
             kind = message.get("type")
             if kind == "ready":
                 ready.add(arm)
@@ -292,7 +297,7 @@ class LearnRun:
         try:
             self.space = parameter_space(self._space_fn(goal))
         except LearningError:
-            raise
+            raise  # an empty space or repeated names: already says so
         except Exception as exc:
             raise LearningError(f"policy {self.s.policy!r} has no parameter space for {goal!r}: {exc}") from None
         config = plugin_settings(spec, load_config(self.s.config_path), self.s.trainer_overrides)
@@ -355,7 +360,7 @@ class LearnRun:
                     self.source.assign(self.session_of(arm), job.params)
                     self.arms[arm].send(type="job", job=job.job, seed=job.seed, phase=job.phase)
                     busy[arm] = job
-            arm, message = self._next_event(timeout=EVENT_TIMEOUT_S)
+            arm, message = self._next_event(timeout=self._event_timeout)
             kind = message.get("type")
             if kind == "episode" and arm in busy and message.get("job") == busy[arm].job:
                 job = busy.pop(arm)
@@ -552,6 +557,7 @@ class _EvalRun:
     duration_s: float
     interrupted: bool = False
     counts: dict = attrs.field(factory=dict)
+    info: dict = attrs.field(factory=dict)
 
 
 def read_audit(path: Path):
