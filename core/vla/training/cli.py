@@ -72,6 +72,9 @@ def train(ctx, policy, datasets, steps, batch_size, output, options, device, see
         spec = get_spec("trainers", policy)
     except (UnknownComponent, PluginError) as exc:
         raise click.BadParameter(str(exc), param_hint="--policy") from None
+    if spec.mode == "online":
+        raise click.BadParameter(f"{policy!r} is an online trainer (candidates out, scores in): run it with "
+                                 f"`vla learn --trainer {policy}`, not `vla train`", param_hint="--policy")
     loaded = lab_config(ctx)
     try:
         trainer_config = loaded.plugin_config(spec)

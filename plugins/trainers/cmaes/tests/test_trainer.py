@@ -110,3 +110,13 @@ def test_registered_as_an_online_trainer():
     assert spec.mode == "online" and spec.config is CMAESConfig
     trainer = spec.build(CMAESConfig(), space=SPACE, seed=0)
     assert trainer.propose() is not None
+
+
+def test_vla_train_refuses_an_online_trainer_and_names_vla_learn(tmp_path):
+    from click.testing import CliRunner
+
+    from vla.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--policy", "cmaes", "--dataset", str(tmp_path), "--steps", "1"])
+    assert result.exit_code == 2
+    assert "online trainer" in result.output and "vla learn --trainer cmaes" in result.output
