@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from vla.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json_atomic
+from vla.atomicfile import write_json_atomic
+from vla.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla.learning.contract import EpisodeOutcome, LearningError, Param, fitness, parameter_space
 from vla.learning.fleet import check_episode_message
 from vla.learning.rewarders import NoisyRewarder, parse_noise
@@ -49,11 +50,10 @@ def test_checkpoint_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     save_checkpoint(path, {"episodes": 10}, {"kind": "x", "history": [1]})
     assert load_checkpoint(path) == ({"episodes": 10}, {"kind": "x", "history": [1]})
 
-    def broken_dump(data, f, **kw):  # the process dies halfway through writing
-        f.write('{"format": "vla-learn-checkpoint/1", "run": {"epis')
+    def dies_while_flushing(fd):  # the process dies with the new state half on disk
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", dies_while_flushing)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"episodes": 20}, {"kind": "x"})
     monkeypatch.undo()

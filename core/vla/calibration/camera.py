@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+
+from vla.atomicfile import write_atomic
 
 SOURCES = ("solvePnP", "sim-truth", "user")
 
@@ -154,17 +155,7 @@ class CameraCalibration:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# vla camera calibration (OpenCV convention: world = robot base frame, metres)\n"
         text += yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CameraCalibration":

@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from vla.atomicfile import write_atomic
 from vla.client.runner import SessionHooks
 
 STATUS_FILE = "status.json"
@@ -34,12 +35,6 @@ HISTORY_S = 120.0  # queue length kept for the dashboard's plot
 HISTORY_HZ = 5.0
 ALARM_UNDERFLOWS_PER_MIN = 1  # gate G1: an arm that underflows more than once a minute
 STALE_AFTER_S = 5.0  # a running arm whose file is older than this is reported stale
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_status(folder: Path) -> dict[str, Any] | None:
@@ -171,7 +166,7 @@ class StatusHooks(SessionHooks):
             if image is None:
                 render = getattr(robot, "render", None)  # one camera only, where the robot can
                 image = render(cam) if callable(render) else robot.observe()["observation.images." + cam]
-            write_atomic(self.folder / FRAME_FILE, encode_frame(image))
+            write_atomic(self.folder / FRAME_FILE, encode_frame(image), durable=False)
             self.frames += 1
             self.frame_error = None
         except Exception as exc:  # a lost camera shows on the dashboard; the policy's own use of it decides the run
@@ -235,4 +230,4 @@ class StatusHooks(SessionHooks):
         if not force and now - self._last_write < WRITE_EVERY_S:
             return
         self._last_write = now
-        write_atomic(self.folder / STATUS_FILE, json.dumps(self.snapshot(now)).encode())
+        write_atomic(self.folder / STATUS_FILE, json.dumps(self.snapshot(now)).encode(), durable=False)

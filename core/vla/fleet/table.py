@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from vla.fleet.dashboard import SUPERVISOR_FILE
-from vla.fleet.status import write_atomic
+from vla.atomicfile import write_atomic
 
 PRINT_EVERY_S = 15.0
 
@@ -65,7 +65,7 @@ class LiveTable:
         view = {"updated_at": time.time(), "stopping": fleet.stopping,
                 "arms": {a.spec.label: {"outcome": a.outcome, "cause": a.cause, "starts": a.starts,
                                         "exit_codes": a.exits} for a in fleet.arms}}
-        write_atomic(self.out / SUPERVISOR_FILE, json.dumps(view).encode())
+        write_atomic(self.out / SUPERVISOR_FILE, json.dumps(view).encode(), durable=False)
         if self.live is not None:
             self.live.update(self.render(fleet))
         elif time.time() - self._last_print >= PRINT_EVERY_S:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from vla.atomicfile import write_json_atomic
 
 FORMAT = "vla-learn-checkpoint/1"
 
@@ -21,30 +22,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not belong to this run; the message names the file."""
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # the rename itself is durable once the folder's entry is on disk
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, run: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
-    return write_json_atomic(path, {"format": FORMAT, "run": run, "trainer": trainer_state})
+    return write_json_atomic(path, {"format": FORMAT, "run": run, "trainer": trainer_state}, indent=1, sort_keys=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import attrs
 
+from vla.atomicfile import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 INFO = Path("meta/info.json")
@@ -132,7 +134,7 @@ def repair_dataset(root: str | Path) -> RepairReport:
         info["total_episodes"] = len(kept)
         info["total_frames"] = total_frames
         info["splits"] = {"train": f"0:{len(kept)}"} if kept else {}
-        _write_json_atomically(info_path, info)
+        write_json_atomic(info_path, info, indent=4, ensure_ascii=False)
         _rewrite_stats(root, kept)
 
     report.episodes = len(kept)
@@ -140,12 +142,6 @@ def repair_dataset(root: str | Path) -> RepairReport:
     if report.changed:
         log.warning("repaired %s: %s", root, "; ".join(report.removed))
     return report
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False))
-    tmp.replace(path)
 
 
 def _rewrite_stats(root: Path, kept: list[dict]) -> None:
@@ -163,4 +159,4 @@ def _rewrite_stats(root: Path, kept: list[dict]) -> None:
     for row in kept:
         flat = {k.removeprefix("stats/"): np.asarray(v) for k, v in row.items() if k.startswith("stats/")}
         per_episode.append(unflatten_dict(flat))
-    _write_json_atomically(stats_path, serialize_dict(aggregate_stats(per_episode)))
+    write_json_atomic(stats_path, serialize_dict(aggregate_stats(per_episode)), indent=4, ensure_ascii=False)
