@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 VLA = str(Path(sys.executable).parent / "vla")
-BASE_IMAGE = os.environ.get("VLA_BASE_IMAGE", "vla-base:bookworm")
 
 
 def readme_block(after: str) -> str:
@@ -42,26 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    import docker
-
-    client = docker.from_env()
-    client.ping()
-    return client
-
-
-@pytest.fixture(scope="module")
-def base_image(docker_client):
-    import docker.errors
-
-    try:
-        docker_client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        subprocess.run([str(REPO / "scripts/docker/make-base-image.sh"), BASE_IMAGE], check=True, timeout=900)
-    return BASE_IMAGE
 
 
 @pytest.fixture

@@ -46,26 +46,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client():
-    import docker
-
-    c = docker.from_env()
-    c.ping()
-    return c
-
-
-@pytest.fixture(scope="module")
-def base_image(client):
-    """The Debian base image, made without a registry (debootstrap) when it is missing."""
-    import docker.errors
-
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        start = time.monotonic()
-        subprocess.run([str(REPO / "scripts/docker/make-base-image.sh"), BASE_IMAGE], check=True, timeout=900)
-        print(f"\nbase image made in {time.monotonic() - start:.0f}s")
-    return BASE_IMAGE
+def client(docker_client):  # the root conftest's engine client, under the name these tests use
+    return docker_client
 
 
 @pytest.fixture(scope="module")
