@@ -16,6 +16,7 @@ class _Run:
     duration_s: float = 1.0
     interrupted: bool = False
     counts: dict = attrs.field(factory=dict)
+    info: dict = attrs.field(factory=dict)
 
 
 @pytest.mark.parametrize("success", [True, False])
