@@ -12,6 +12,7 @@ from vla.client.safety import SafetyLayer
 from vla.client.session import wait_connected
 from vla.client.simlink import SimulatedLink
 from vla.client.ticklog import TickLog
+from vla.testing.server_thread import ServerThread
 from vla.testing.policies import ChunkList
 from vla.testing.kinematic import KinematicArm
 from vla_so101_description.description import SO101
@@ -75,39 +76,6 @@ def arm_factory():
 def ramp(start, step, n):
     """(n, 6) targets moving every joint by ``step`` per tick from ``start``."""
     return np.asarray(start, float) + step * np.arange(1, n + 1)[:, None] * np.ones(6)
-
-
-class ServerThread:
-    """The real policy server (``vla.serving.server.PolicyServer``) on a loopback port, in a thread."""
-
-    def __init__(self, backend, port: int = 0, **kwargs):
-        import asyncio
-        import threading
-
-        from vla.serving.server import PolicyServer
-
-        self.loop = asyncio.new_event_loop()
-        self.server = PolicyServer(backend, host="127.0.0.1", port=port, **kwargs)
-        ready = threading.Event()
-
-        def serve():
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            self.loop.run_until_complete(self.server.wait_settled(30))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        assert ready.wait(30), "policy server did not start"
-        self.url = f"ws://127.0.0.1:{self.server.port}"
-
-    def stop(self):
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture

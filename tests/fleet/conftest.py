@@ -7,13 +7,11 @@ policy (websocket protocol, control loop, safety layer, process supervision) is 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,34 +30,13 @@ joints:
 """
 
 
-class PolicyThread:
-    """``vla.serving.server.PolicyServer`` with the timed test policy on a loopback port."""
+def PolicyThread(batch_cost_ms: float = 10.0):
+    """The timed test policy served by the real PolicyServer on a loopback port."""
+    from vla.builtins import TimedPolicyConfig
+    from vla.testing.policies import TimedPolicy
+    from vla.testing.server_thread import ServerThread
 
-    def __init__(self, batch_cost_ms: float = 10.0):
-        from vla.builtins import TimedPolicyConfig
-        from vla.serving.server import PolicyServer
-        from vla.testing.policies import TimedPolicy
-
-        self.loop = asyncio.new_event_loop()
-        self.server = PolicyServer(TimedPolicy(TimedPolicyConfig(batch_cost_ms=batch_cost_ms)), host="127.0.0.1", port=0)
-        ready = threading.Event()
-
-        def serve():
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            self.loop.run_until_complete(self.server.wait_settled(30))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        assert ready.wait(30), "policy server did not start"
-        self.url = f"ws://127.0.0.1:{self.server.port}"
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+    return ServerThread(TimedPolicy(TimedPolicyConfig(batch_cost_ms=batch_cost_ms)))
 
 
 @pytest.fixture
