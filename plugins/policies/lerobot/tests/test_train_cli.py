@@ -323,3 +323,55 @@ def test_image_size_trains_on_frames_resized_as_the_client_resizes_them(lerobot_
     refused = CliRunner().invoke(cli, ["--config", str(bad), "train", "--policy", "act", "--dataset", str(lerobot_dataset),
                                        "--steps", "1", "--output", str(tmp_path / "bad")])
     assert refused.exit_code == 2 and "image_size" in refused.output, refused.output
+
+
+@pytest.mark.lerobot
+def test_save_every_leaves_servable_checkpoints_along_the_way(lerobot_dataset, tmp_path, policy_helpers):
+    """plugins.act.save_every: a long CPU run can be evaluated while it trains on."""
+    pytest.importorskip("lerobot")
+    config = tmp_path / "vla.yaml"
+    config.write_text("plugins:\n  act:\n    save_every: 2\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["--config", str(config), "train", "--policy", "act", "--dataset", str(lerobot_dataset),
+                                      "--steps", "5", "--batch-size", "2", "--output", str(out),
+                                      *policy_helpers.cli_options(policy_helpers.TINY_ACT)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["000002", "000004"]
+    along = json.loads((out / "checkpoints" / "000004" / "vla_train.json").read_text())
+    final = json.loads((out / "vla_train.json").read_text())
+    assert along["steps"] == 4 and final["steps"] == 5 and len(final["loss_per_100_steps"]) == 1
+
+    from vla_lerobot.backend import LeRobotBackend
+    from vla_lerobot.config import LeRobotPolicyConfig
+
+    backend = LeRobotBackend(LeRobotPolicyConfig(path=str(out / "checkpoints" / "000004"), device="cpu"))
+    assert backend.infer([policy_helpers.observation()])[0].shape == (10, 6)
+
+
+@pytest.mark.lerobot
+def test_cameras_picks_the_cameras_the_policy_reads(tmp_path, policy_helpers):
+    """plugins.act.cameras: a two-camera recording trains a one-camera policy, which then asks
+    the client for that camera only; a camera the dataset lacks is refused by name."""
+    pytest.importorskip("lerobot")
+    two = policy_helpers.make_dataset(tmp_path / "two", episodes=2, frames=12,
+                                      cameras=(("front", (48, 64)), ("wrist", (48, 64))))
+    config = tmp_path / "vla.yaml"
+    config.write_text("plugins:\n  act:\n    cameras: [wrist]\n")
+    out = tmp_path / "run"
+    args = ["train", "--policy", "act", "--dataset", str(two), "--steps", "1", "--batch-size", "2",
+            *policy_helpers.cli_options(policy_helpers.TINY_ACT)]
+    result = CliRunner().invoke(cli, ["--config", str(config), *args, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "pretrained_model" / "config.json").read_text())
+    assert [k for k in saved["input_features"] if k.startswith("observation.images.")] == ["observation.images.wrist"]
+
+    from vla_lerobot.backend import LeRobotBackend
+    from vla_lerobot.config import LeRobotPolicyConfig
+
+    backend = LeRobotBackend(LeRobotPolicyConfig(path=str(out), device="cpu"))
+    assert [c.name for c in backend.info().cameras] == ["wrist"]
+    assert backend.infer([policy_helpers.observation(cameras=(("wrist", (48, 64)),))])[0].shape == (10, 6)
+
+    config.write_text("plugins:\n  act:\n    cameras: [top]\n")
+    refused = CliRunner().invoke(cli, ["--config", str(config), *args, "--output", str(tmp_path / "bad")])
+    assert refused.exit_code != 0 and "no camera top" in refused.output and "front, wrist" in refused.output

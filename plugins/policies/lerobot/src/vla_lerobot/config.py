@@ -72,10 +72,20 @@ class LeRobotTrainerConfig:
     # dataset is read many times over (epochs). 0 turns the cache off.
     cache_frames_gb: float = 2.0
     log_every: int = 10
+    # Every this many steps also write OUTPUT/checkpoints/<step>/pretrained_model (and its
+    # vla_train.json), so a long CPU run can be evaluated while it goes on. 0: the final one only.
+    save_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    # ACT freezes its ResNet's batch norms, which suits ImageNet weights only. When the backbone
+    # trains from scratch (pretrained_backbone_weights: null), train them (batch statistics) and
+    # save them frozen, so the checkpoint is a plain LeRobot ACT. False: LeRobot's frozen norms.
+    train_backbone_norm: bool = True
     # Train on camera frames resized to [height, width] (OpenCV area filter, as vla's client
     # resizes for a policy that asks for smaller frames), e.g. [64, 64]: a CPU trains on small
     # frames of a recording made at the rewarder's size. None: the dataset's size.
     image_size: list[int] | None = attrs.field(default=None)
+    # The cameras the policy reads, e.g. [front]: a fixed camera that sees the whole table costs
+    # half the backbone time of two. None: every camera of the dataset.
+    cameras: list[str] | None = None
 
     @image_size.validator
     def _check_image_size(self, attribute, value):

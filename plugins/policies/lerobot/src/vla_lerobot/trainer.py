@@ -109,6 +109,20 @@ class LeRobotTrainer:
             progress(0, 0, {"note": f"pretrained backbone {name} unavailable: {why}; training the backbone from "
                                     f"scratch (-o pretrained_backbone_weights=null says so explicitly)"})
 
+    def _thaw_backbone_norm(self, cfg, policy, progress: Progress | None) -> int:
+        """ACT's ResNet freezes its batch norms (fit for ImageNet weights); from scratch they are
+        never fitted and the backbone trains unnormalised. Train them instead (see backbone_norm)."""
+        if (not self.config.train_backbone_norm or cfg.type != "act" or getattr(cfg, "pretrained_backbone_weights", None)
+                or getattr(getattr(policy, "model", None), "backbone", None) is None):
+            return 0
+        from vla_lerobot.backbone_norm import thaw
+
+        count = thaw(policy.model.backbone)
+        if count and progress is not None:
+            progress(0, 0, {"note": f"the backbone trains from scratch: its {count} batch norms train too "
+                                    f"(ACT freezes them for ImageNet weights); the checkpoint holds them frozen"})
+        return count
+
     def _features(self, ds_meta, cfg) -> None:
         from lerobot.configs.types import FeatureType
         from lerobot.datasets.utils import dataset_to_policy_features
@@ -122,6 +136,13 @@ class LeRobotTrainer:
         }
         if not cfg.output_features:
             raise TrainingError("the dataset has no 'action' feature to learn")
+        if self.config.cameras is not None:
+            recorded = [k[len("observation.images."):] for k, f in cfg.input_features.items() if f.type is FeatureType.VISUAL]
+            unknown = [c for c in self.config.cameras if c not in recorded]
+            if unknown:
+                raise TrainingError(f"cameras: the dataset has no camera {', '.join(unknown)} (it has {', '.join(recorded)})")
+            cfg.input_features = {k: f for k, f in cfg.input_features.items() if f.type is not FeatureType.VISUAL
+                                  or k[len("observation.images."):] in self.config.cameras}
 
     def _resize_features(self, cfg, ds_meta, size: tuple[int, int]) -> None:
         """The policy's cameras take frames of ``size``; only video cameras can be resized."""
@@ -198,6 +219,7 @@ class LeRobotTrainer:
                 f"{self.policy_type}: pretrained weights could not be downloaded ({getattr(exc, 'reason', exc)}); "
                 f"put them in the cache first, or train from scratch where the policy allows it"
             ) from None
+        thawed = self._thaw_backbone_norm(cfg, policy, progress)
         preprocessor, postprocessor = make_pre_post_processors(cfg, dataset_stats=stats)
         optimizer_cfg = cfg.get_optimizer_preset()
         optimizer = optimizer_cfg.build(policy.get_optim_params())
@@ -228,10 +250,61 @@ class LeRobotTrainer:
             pin_memory=device.startswith("cuda"),
         )
 
+        def save(folder: Path, steps: int) -> Path:
+            """``folder/pretrained_model`` and ``folder/vla_train.json`` for the policy as it is now."""
+            model = policy
+            if thawed:
+                import copy
+
+                from vla_lerobot.backbone_norm import freeze
+
+                model = copy.deepcopy(policy) if steps < request.steps else policy
+                freeze(model.model.backbone)  # the checkpoint stays a plain LeRobot ACT
+            was_training = model.training
+            model.eval()
+            checkpoint = folder / "pretrained_model"
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(checkpoint)
+            preprocessor.save_pretrained(checkpoint)
+            postprocessor.save_pretrained(checkpoint)
+            if was_training and model is policy and steps < request.steps:
+                policy.train()  # an intermediate checkpoint of an unthawed policy: training goes on
+            seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+            summary = {
+                "policy": self.policy_type,
+                # one path for one dataset (what `vla doctor --checkpoint` shows), else all of them
+                "dataset": str(roots[0].resolve()) if len(roots) == 1 else " + ".join(str(r.resolve()) for r in roots),
+                # where the checkpoint came from: every dataset, its size and its tasks
+                "datasets": [
+                    {"path": str(r.resolve()), "frames": m.total_frames, "episodes": m.total_episodes,
+                     "tasks": _task_texts(m), "robot_type": m.robot_type}
+                    for r, m in zip(roots, metas)
+                ],
+                "frames": total_frames,
+                "episodes": sum(m.total_episodes for m in metas),
+                "steps": steps,
+                "batch_size": request.batch_size,
+                "epochs": steps * request.batch_size / max(total_frames, 1),
+                "final_loss": losses[-1] if losses else None,  # the last step's, as printed
+                "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+                # the mean loss of each block of 100 steps: whether it was still falling
+                "loss_per_100_steps": [round(sum(b) / len(b), 5) for b in
+                                       (losses[i:i + 100] for i in range(0, len(losses), 100))],
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
+                "device": device,
+                "image_size": list(size) if size else None,
+                "backbone_norm": "trained" if thawed else "frozen",
+                "options": {k: repr(v) for k, v in request.options.items()},
+            }
+            (folder / "vla_train.json").write_text(json.dumps(summary, indent=2))
+            return checkpoint
+
         policy.train()
         losses: list[float] = []
         step = 0
         batches = iter(loader)
+        every = self.config.save_every
         while step < request.steps:
             try:
                 batch = next(batches)
@@ -252,39 +325,12 @@ class LeRobotTrainer:
             losses.append(float(loss.item()))
             if progress is not None:
                 progress(step, request.steps, {"loss": losses[-1]})
+            if every and step % every == 0 and step < request.steps:
+                save(Path(request.output) / "checkpoints" / f"{step:06d}", step)
 
-        policy.eval()
-        checkpoint = Path(request.output) / "pretrained_model"
-        checkpoint.mkdir(parents=True, exist_ok=True)
-        policy.save_pretrained(checkpoint)
-        preprocessor.save_pretrained(checkpoint)
-        postprocessor.save_pretrained(checkpoint)
+        checkpoint = save(Path(request.output), step)
         seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
         final = losses[-1] if losses else None  # the last step's, as printed
-        summary = {
-            "policy": self.policy_type,
-            # one path for one dataset (what `vla doctor --checkpoint` shows), else all of them
-            "dataset": str(roots[0].resolve()) if len(roots) == 1 else " + ".join(str(r.resolve()) for r in roots),
-            # where the checkpoint came from: every dataset, its size and its tasks
-            "datasets": [
-                {"path": str(r.resolve()), "frames": m.total_frames, "episodes": m.total_episodes,
-                 "tasks": _task_texts(m), "robot_type": m.robot_type}
-                for r, m in zip(roots, metas)
-            ],
-            "frames": total_frames,
-            "episodes": sum(m.total_episodes for m in metas),
-            "steps": request.steps,
-            "batch_size": request.batch_size,
-            "epochs": request.steps * request.batch_size / max(total_frames, 1),
-            "final_loss": final,
-            "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
-            "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "device": device,
-            "image_size": list(size) if size else None,
-            "options": {k: repr(v) for k, v in request.options.items()},
-        }
-        (Path(request.output) / "vla_train.json").write_text(json.dumps(summary, indent=2))
         return TrainResult(checkpoint=checkpoint, steps=step, final_loss=final, seconds=seconds, cpu_seconds=cpu_seconds)
 
 
