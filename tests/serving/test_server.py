@@ -145,6 +145,35 @@ def test_backend_errors_become_error_frames_and_the_connection_goes_on(helpers, 
     run_async(scenario())
 
 
+def test_a_lone_client_of_a_fast_policy_skips_the_queue_and_keeps_every_check(helpers, run_async):
+    """Once the backend's calls are trivially short, a lone client's requests are answered in the
+    callback that delivered them: the same chunks, errors, resets and metrics as through the queue."""
+    policy = RecordingPolicy(helpers.small_policy(fail_task="explode").config)
+
+    async def scenario():
+        async with PolicyServer(policy, port=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            for i in range(20):
+                state = [0.01 * i] * 6
+                reply = await client.infer(helpers.observation(state))
+                np.testing.assert_allclose(reply["actions"], expected_chunk(state, horizon=10), atol=1e-6)
+            assert server.batcher.inline
+            assert reply["server_timing"]["queue_ms"] == 0.0 and reply["server_timing"]["batch_size"] == 1
+            with pytest.raises(PolicyError) as info:
+                await client.infer(helpers.observation([0.0] * 6, task="explode"))
+            assert info.value.code == "inference_failed"
+            await client.infer(helpers.observation([0.2] * 6) | {"reset": True})
+            assert policy.resets == 1
+            reply = await client.infer(helpers.observation([0.3] * 6))
+            np.testing.assert_allclose(reply["actions"], expected_chunk([0.3] * 6, horizon=10), atol=1e-6)
+            body = server.metrics.render()[0].decode()
+            assert 'vla_policy_batch_size_count{policy="timed"} 22.0' in body, body  # the failed call is no batch
+            await client.close()
+
+    run_async(scenario())
+
+
 class WrongShapePolicy(TimedPolicy):
     def infer(self, batch):
         return [np.zeros((4, 5), np.float32) for _ in batch]

@@ -12,6 +12,11 @@ backend whose calls are trivially short (a scripted expert, a constant policy): 
 itself, because the two thread switches to the model thread and back cost more than the call
 (about 0.15 ms of CPU and 0.4 ms of wall time each way on a loaded 2-core machine, measured).
 One call that takes longer than ``INLINE_LIMIT_S`` sends it back to the model thread.
+
+Such a backend also gets a direct path (``try_direct``): a request that finds the batcher idle,
+nothing queued and no other client active is answered at once, in the callback that delivered
+it, without the queue, the batcher task and a future between them (each a turn of the event
+loop). Batching only pays when there is someone to batch with.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._short_calls = 0  # consecutive calls under INLINE_BELOW_S
+        self._serving = False  # a batch is being served (on the loop or in the model thread)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="vla-batcher")
@@ -98,6 +104,27 @@ class Batcher:
         self._wakeup.set()
         return future
 
+    def try_direct(self, request: Request) -> BatchResult | None:
+        """Answer ``request`` now when batching could not help (see the module's docstring);
+        None when it must wait its turn in the queue. Raises what the policy call raised, as a
+        ``ProtocolError``."""
+        if not self.inline or self._serving or self._queue or self.active_clients() > 1:
+            return None
+        self._serving = True
+        try:
+            chunks, infer_ms = self._call([request.observation], request.reset)
+        except Exception as exc:
+            log.exception("policy call failed")
+            raise ProtocolError(INFERENCE_FAILED, f"the policy raised {type(exc).__name__}: {str(exc)[:300]}") from None
+        finally:
+            self._serving = False
+        self._timed(infer_ms / 1000.0)
+        if self.on_batch is not None:
+            self.on_batch(1, infer_ms)
+        if len(chunks) != 1:
+            raise ProtocolError(BAD_POLICY_OUTPUT, f"the policy answered {len(chunks)} chunks for 1 observation")
+        return BatchResult(check_chunk(chunks[0], self.action_dim), infer_ms, 0.0, 1)
+
     async def submit(self, request: Request) -> BatchResult:
         return await self.submit_nowait(request)
 
@@ -114,6 +141,7 @@ class Batcher:
             self._take(batch)
             if not batch:
                 await self._wakeup.wait()
+        self._serving = True  # from here until the batch is answered, the direct path stays shut
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_batch and len(batch) < self.active_clients():
             remaining = deadline - time.perf_counter()
@@ -156,6 +184,8 @@ class Batcher:
             except Exception as exc:  # a bug here must not leave every later request hanging
                 log.exception("batcher failed on a batch of %d", len(batch))
                 self._fail(batch, exc)
+            finally:
+                self._serving = False
 
     @staticmethod
     def _fail(batch: list[_Pending], error: BaseException) -> None:

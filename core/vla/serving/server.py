@@ -13,9 +13,12 @@ the reason. Nothing a client sends can stop the server or disturb other connecti
 
 The websocket layer is picows (a Cython websocket on asyncio's transports): each message is
 decoded inside the callback that delivers it, straight from the read buffer, and each reply
-is sent from the callback that completes it, with no task per request. Against the
-``websockets`` library this took the loopback round trip of a 1.8 MB observation from 2.4x
-to under 2x the raw-TCP floor (bench/transport.py). HTTP requests on the same port (health,
+is sent from the callback that completes it, with no task per request; with aiofastnet
+installed picows also reads and writes through its Cython transport. A lone client of a fast
+policy does not even pass through the batcher's queue (``Batcher.try_direct``). What is left
+between vla and the raw-TCP floor (bench/transport.py) is mostly memory traffic the protocol
+asks for: the client masks the 1.8 MB (RFC 6455), the server unmasks it and copies the frames
+out of the read buffer, which picows reuses. HTTP requests on the same port (health,
 metrics) are answered at the handshake, as picows allows, and closed.
 """
 
@@ -447,8 +450,30 @@ class _Connection(WSListener):
             self.transport.underlying_transport.resume_reading()
 
     def _submit(self, request, started: float) -> None:
-        future = self._future = self.server.batcher.submit_nowait(request)
+        batcher = self.server.batcher
+        try:
+            result = batcher.try_direct(request)
+        except ProtocolError as exc:
+            self.count_error(exc.code)
+            self._finish(make_error(exc.code, exc.message, request.request_id))
+            return
+        if result is not None:
+            self._finish(self._reply(result, request, started))
+            return
+        future = self._future = batcher.submit_nowait(request)
         future.add_done_callback(lambda done: self._answered(done, request, started))
+
+    def _reply(self, result, request, started: float) -> dict:
+        total_s = time.perf_counter() - started
+        self._ok.inc()
+        self._latency.observe(total_s)
+        timing = {
+            "infer_ms": result.infer_ms,
+            "queue_ms": result.queue_ms,
+            "total_ms": total_s * 1000.0,
+            "batch_size": result.batch_size,
+        }
+        return make_reply(result.actions, request, timing)
 
     async def _decode_then_submit(self, request, started: float) -> None:
         try:
@@ -470,17 +495,7 @@ class _Connection(WSListener):
             return
         error = future.exception()
         if error is None:
-            result = future.result()
-            total_s = time.perf_counter() - started
-            self._ok.inc()
-            self._latency.observe(total_s)
-            timing = {
-                "infer_ms": result.infer_ms,
-                "queue_ms": result.queue_ms,
-                "total_ms": total_s * 1000.0,
-                "batch_size": result.batch_size,
-            }
-            reply = make_reply(result.actions, request, timing)
+            reply = self._reply(future.result(), request, started)
         elif isinstance(error, ProtocolError):
             self.count_error(error.code)
             reply = make_error(error.code, error.message, request.request_id)
