@@ -18,7 +18,7 @@ when the machine is not idle.
 Targets (issue 13): vla raw / tcp floor <= 2.0 and vla raw / openpi < 0.33, each the median of
 at least 5 interleaved runs.
 
-    python bench/transport.py [--runs 5] [--blocks 6] [--block 40] [--jpeg] [--plot transport.png]
+    python bench/transport.py [--runs 5] [--blocks 6] [--block 40] [--jpeg] [--pin] [--plot transport.png]
 """
 
 from __future__ import annotations
@@ -141,10 +141,10 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# Where the scheduler puts a client and its server decides whether the 1.8 MB goes through a
-# shared cache or across cores: left free, the same variant measured 0.24 ms in one run and
-# 0.50 ms in the next. With --pin every server runs on one core and every client on another, as
-# a GPU host and an arm's computer are two machines.
+# Where the scheduler puts a client and its server changes every variant's figure: left free,
+# the TCP floor measured 0.24 ms in one run and 0.50 ms in the next (one core taking turns, or
+# two). With --pin every server runs on one core and every client on the other, as a GPU host
+# and an arm's computer are two machines; the floor is then ~0.3 ms and vla's ratio to it higher.
 SERVER_CPU, CLIENT_CPU = 1, 0
 
 
@@ -339,8 +339,8 @@ def main(argv=None) -> int:
     parser.add_argument("--block", type=int, default=40, help="round trips per turn")
     parser.add_argument("--jpeg", action="store_true", help="also measure vla with JPEG frames")
     parser.add_argument("--plot", default=None, help="write a PNG of the latency distributions here")
-    parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="let the scheduler place the processes (default: servers on CPU 1, clients on CPU 0)")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on CPU 1, clients on CPU 0 (default: the scheduler places them)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
