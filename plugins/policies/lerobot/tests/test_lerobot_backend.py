@@ -119,9 +119,13 @@ def test_jpeg_frames_are_decoded(act_backend, policy_helpers):
     obs = policy_helpers.observation(seed=4)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(obs["observation.images.front"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
     assert ok
-    decoded = dict(obs, **{"observation.images.front": jpeg.tobytes()})
-    # quality 100 is close, not lossless: the chunks agree closely, not exactly
-    np.testing.assert_allclose(act_backend.infer([decoded])[0], act_backend.infer([obs])[0], atol=0.05)
+    as_jpeg = dict(obs, **{"observation.images.front": jpeg.tobytes()})
+    # JPEG is lossy (on this test's noise frames, chroma subsampling alone moves pixels far), and
+    # how far a chunk moves with the pixels depends on the model; what must hold is that the
+    # backend sees exactly the RGB frame the JPEG decodes to
+    rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    as_rgb = dict(obs, **{"observation.images.front": rgb})
+    np.testing.assert_allclose(act_backend.infer([as_jpeg])[0], act_backend.infer([as_rgb])[0], atol=1e-5)
 
 
 def test_rtc_inputs_are_normalised_with_the_policys_action_statistics(act_backend, tiny_act):
