@@ -1,13 +1,15 @@
 # The two commands the README starts with:
-#   make demo   set up .venv with what the demo needs (no lerobot, no CUDA) and run the
-#               scripted expert on the simulated arm: success per task, a video, a plot
+#   make demo   set up .venv with what the demo needs (no lerobot, no CUDA), run the scripted
+#               expert on the simulated arm (success per task, a video, a plot), then learn
+#               lift without demonstrations (vla learn, two arms, the heuristic rewarder)
 #   make test   set up .venv with everything (lerobot, Docker engine when root) and run the suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PLUGINS := $(wildcard plugins/*/*/pyproject.toml)
-DEMO_PLUGINS := plugins/robots/so101-description plugins/robots/sim
+DEMO_PLUGINS := plugins/robots/so101-description plugins/robots/sim plugins/rewarders/heuristic \
+	plugins/policies/primitives plugins/trainers/cmaes
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
@@ -21,7 +23,7 @@ $(BIN)/python:
 system-deps:
 	@bash scripts/system-deps.sh
 
-$(VENV)/.demo: $(BIN)/python pyproject.toml $(foreach p,$(DEMO_PLUGINS),$(p)/pyproject.toml)
+$(VENV)/.demo: $(BIN)/python Makefile pyproject.toml $(foreach p,$(DEMO_PLUGINS),$(p)/pyproject.toml)
 	$(PIP) install -q -e ".[eval]" $(foreach p,$(DEMO_PLUGINS),-e $(p))
 	$(PIP) install -q --no-deps -r requirements/sim-assets.txt
 	touch $@
