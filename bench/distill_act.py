@@ -1,23 +1,31 @@
 """Distillation: episodes a policy got right, as LeRobot datasets, trained into ACT and measured.
 
-Outside CI (tens of minutes on two cores). The path a lab takes, through vla's own commands:
+Outside CI (about two hours on two cores). The path a lab takes, through vla's own commands:
 
-1. record: a policy server (`vla serve`) and `vla run --arm arm01 --task lift --record DIR`
-   write RUNS LeRobot datasets of EPISODES episodes each, one per run (seeds 0.., 1000.., ...).
-   The source is the simulator's scripted expert (`--source scripted`); `--dataset DIR`
-   (repeatable) takes datasets recorded elsewhere instead, e.g. by `vla learn --record`;
-2. train: `vla train --policy act --dataset A --dataset B ...` (a small ACT from scratch on small
-   images, the exact command is printed), niced;
-3. evaluate: `vla serve --policy lerobot` serves the checkpoint and `vla eval --task lift
-   --episodes 50 --seed 10000` (held-out seeds) drives the simulated arm through it over the
-   WebSocket, with the lab's client settings.
+1. record: a policy server (`vla serve`) and RUNS concurrent `vla run --arm arm01 --task lift
+   --record DIR` write RUNS LeRobot datasets of EPISODES episodes each (seeds 0.., 1000.., ...),
+   cameras front and wrist at 96x96, 10 Hz. The source is the simulator's scripted expert
+   (`--source scripted`); `--source learn` records the rewarder-approved episodes of
+   `vla learn --record` instead, and `--dataset DIR` (repeatable) takes datasets recorded elsewhere;
+2. train: `vla train --policy act --dataset A --dataset B ...` (a small ACT from scratch on 64x64
+   frames, its backbone's batch norms trained; the exact command is printed), niced, keeping a
+   checkpoint every --save-every steps;
+3. evaluate: `vla serve --policy lerobot` serves the checkpoint (the last, or --eval-step's) and
+   `vla eval --task lift --episodes 50 --seed 10000` (held-out seeds) drives the simulated arm
+   through it over the WebSocket, with the lab's client settings.
 
 It prints the training steps, epochs and CPU-minutes, the success rate over the evaluation
 episodes with its Wilson 95% interval, the machine's load while it ran, and the verdict last
 (target: at least 80% on lift). Each stage is skipped when its output exists in --work, so a
 stopped run continues; --fresh starts over.
 
-    MUJOCO_GL=egl nice -n 10 .venv/bin/python bench/distill_act.py --work /tmp/distill
+Measured on this 2-core machine (shared, one torch thread, 0.36 CPU-s per step): see the README's
+"Distilling into a VLA" for the figures. Far below the target: the policy fits its data open
+loop (about 1 cm at the first frame) but drifts closed loop into states the expert's perfect
+demonstrations never show.
+
+    MUJOCO_GL=egl .venv/bin/python bench/distill_act.py --work /tmp/distill
+    .venv/bin/python bench/distill_act.py --work /tmp/distill --eval-step 6000   # a checkpoint on the way
     .venv/bin/python bench/distill_act.py --work /tmp/d2 --dataset rec/A --dataset rec/B
 """
 
@@ -93,7 +101,7 @@ def write_lab(args, lab: Path, checkpoint: Path | None = None) -> Path:
     config = {
         "lab": "distill",
         "log_dir": "logs",
-        "client": {"actions_per_chunk": args.actions_per_chunk, "chunk_size_threshold": args.threshold, "merge": "latest"},
+        "client": {"actions_per_chunk": args.actions_per_chunk, "chunk_size_threshold": args.threshold, "merge": args.merge},
         "arms": {"arm01": "arms/arm01.yaml"},
         "plugins": plugins,
     }
@@ -147,7 +155,8 @@ def run(command: list[str], level: int, log: Path | None = None) -> None:
 
 
 def datasets_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*") if (p / "meta" / "info.json").is_file())
+    """The LeRobot datasets in ``folder`` or one level below (one folder per recording run)."""
+    return sorted(p for pattern in ("*", "*/*") for p in folder.glob(pattern) if (p / "meta" / "info.json").is_file())
 
 
 def record(args, lab_config: Path, out: Path) -> list[Path]:
@@ -159,13 +168,20 @@ def record(args, lab_config: Path, out: Path) -> list[Path]:
     for stale in datasets_in(out):  # a run cut short: record it again
         shutil.rmtree(stale)
     with serving(lab_config, "scripted", out / "serve.log", args.nice) as url:
+        # The runs at once, each into its own folder: the sim runs in real time (vla run's clock),
+        # so a run is mostly waiting, and one dataset per run is what a lab with several arms has.
+        procs = []
         for i in range(args.runs):
-            before = set(datasets_in(out))
-            run([VLA, "--config", str(lab_config), "run", "--arm", "arm01", "--task", args.task, "--episodes",
-                 str(args.episodes), "--seed", str(1000 * i), "--policy-url", url, "--record", str(out)],
-                args.nice, out / f"run{i}.log")
-            new = sorted(set(datasets_in(out)) - before)
-            print(f"recorded {', '.join(p.name for p in new)}", flush=True)
+            folder = out / f"run{i}"
+            folder.mkdir(exist_ok=True)
+            command = [VLA, "--config", str(lab_config), "run", "--arm", "arm01", "--task", args.task, "--episodes",
+                       str(args.episodes), "--seed", str(1000 * i), "--policy-url", url, "--record", str(folder)]
+            print(f"$ {' '.join(Path(c).name if c == VLA else c for c in command)}", flush=True)
+            with open(out / f"run{i}.log", "w") as log:
+                procs.append(subprocess.Popen(nice(command, args.nice), stdout=log, stderr=subprocess.STDOUT))
+        for i, proc in enumerate(procs):
+            if proc.wait() != 0:
+                raise SystemExit(f"recording run {i} failed with exit code {proc.returncode}; see {out / f'run{i}.log'}")
     done.write_text("")
     return datasets_in(out)
 
@@ -194,13 +210,13 @@ def record_learned(args, out: Path) -> list[Path]:
 def train(args, datasets: list[Path], out: Path) -> Path:
     if (out / "pretrained_model" / "model.safetensors").is_file():
         return out
-    command = [VLA]
+    # trainer settings (plugins.act in vla.yaml), not policy options
+    act: dict = {"save_every": args.save_every}
     if args.train_size:
-        # a trainer setting (plugins.act in vla.yaml), not a policy option
-        config = out.parent / "train.yaml"
-        config.write_text(json.dumps({"plugins": {"act": {"image_size": [args.train_size, args.train_size]}}}))
-        command += ["--config", str(config)]
-    command += ["train", "--policy", "act"]
+        act["image_size"] = [args.train_size, args.train_size]
+    config = out.parent / "train.yaml"
+    config.write_text(json.dumps({"plugins": {"act": act}}))
+    command = [VLA, "--config", str(config), "train", "--policy", "act"]
     for dataset in datasets:
         command += ["--dataset", str(dataset)]
     command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--output", str(out), "--device", "cpu"]
@@ -237,23 +253,28 @@ def main() -> int:
     parser.add_argument("--dataset", type=Path, action="append", default=[],
                         help="train on this LeRobot dataset instead of recording (repeatable)")
     parser.add_argument("--task", default="lift")
-    parser.add_argument("--runs", type=int, default=2, help="recording runs, one dataset each (--source learn: arms)")
-    parser.add_argument("--episodes", type=int, default=60,
+    parser.add_argument("--runs", type=int, default=4, help="recording runs, one dataset each (--source learn: arms)")
+    parser.add_argument("--episodes", type=int, default=100,
                         help="episodes per recording run (--source learn: the learning budget)")
-    parser.add_argument("--steps", type=int, default=700)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval", type=int, default=50, help="held-out evaluation episodes")
     parser.add_argument("--hz", type=float, default=10.0)
     parser.add_argument("--source", choices=("scripted", "learn"), default="scripted",
                         help="who records: the scripted expert (vla run --record) or vla learn --record")
-    parser.add_argument("--record-size", type=int, default=64, help="the sim cameras render SIZE x SIZE")
-    parser.add_argument("--train-size", type=int, default=48, help="ACT trains on (and asks for) SIZE x SIZE frames; 0: as recorded")
+    parser.add_argument("--record-size", type=int, default=96, help="the sim cameras render SIZE x SIZE")
+    parser.add_argument("--train-size", type=int, default=64, help="ACT trains on (and asks for) SIZE x SIZE frames; 0: as recorded")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of training and serving (1 wastes least on a shared, loaded CPU)")
     parser.add_argument("--cameras", default="front, wrist")
     parser.add_argument("--actions-per-chunk", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--nice", type=int, default=10, help="niceness of every subprocess (0: none)")
+    parser.add_argument("--merge", default="latest", help="the client's chunk merge (latest, weighted_average, rtc)")
+    parser.add_argument("--nice", type=int, default=15, help="niceness of every subprocess (0: none)")
+    parser.add_argument("--save-every", type=int, default=2000,
+                        help="also keep a checkpoint every N steps (OUT/act_STEPS/checkpoints/), to evaluate a long run as it goes")
+    parser.add_argument("--eval-step", type=int, default=0,
+                        help="evaluate the run's checkpoint at this step (from --save-every) instead of its last")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args()
     if args.fresh and args.work.exists():
@@ -281,13 +302,20 @@ def main() -> int:
         info = json.loads((dataset / "meta" / "info.json").read_text())
         print(f"dataset {dataset}: {info['total_episodes']} episodes, {info['total_frames']} frames", flush=True)
 
-    cpu = children_cpu_s()
-    t0 = time.monotonic()
-    run_dir = train(args, datasets, args.work / f"act_{args.steps}")
-    train_wall = time.monotonic() - t0
+    run_dir = args.work / f"act_{args.steps}"
+    if args.eval_step:
+        # a checkpoint the run left on its way (--save-every): the same weights a run of
+        # --steps EVAL_STEP ends with, as ACT's learning rate does not depend on the total
+        run_dir = run_dir / "checkpoints" / f"{args.eval_step:06d}"
+        if not (run_dir / "pretrained_model" / "model.safetensors").is_file():
+            raise SystemExit(f"no checkpoint at step {args.eval_step} in {run_dir.parent} (yet)")
+        eval_out = args.work / f"eval_{args.steps}@{args.eval_step}_{args.eval}"
+    else:
+        run_dir = train(args, datasets, run_dir)
+        eval_out = args.work / f"eval_{args.steps}_{args.eval}"
     summary = json.loads((run_dir / "vla_train.json").read_text())
     t0 = time.monotonic()
-    results = evaluate(args, lab, run_dir / "pretrained_model", args.work / f"eval_{args.steps}_{args.eval}")
+    results = evaluate(args, lab, run_dir / "pretrained_model", eval_out)
     eval_wall = time.monotonic() - t0
     c, n = successes(results, args.task)
     low, high = wilson(n, c)
@@ -307,7 +335,10 @@ def main() -> int:
     print(f"success@{n} on {args.task}: {c}/{n} = {c / n:.0%} (Wilson 95% {low:.0%}-{high:.0%})")
     (args.work / "result.json").write_text(json.dumps({
         "task": args.task, "successes": c, "episodes": n, "rate": c / n, "wilson95": [low, high],
-        "steps": summary["steps"], "epochs": summary["epochs"], "train_cpu_s": summary["cpu_seconds"],
+        "steps": summary["steps"], "batch_size": summary["batch_size"], "epochs": summary["epochs"],
+        "final_loss": summary["final_loss"], "loss_per_100_steps": summary.get("loss_per_100_steps"),
+        "frames": summary["frames"], "source": source, "cameras": args.cameras, "record_size": args.record_size,
+        "train_size": args.train_size, "train_cpu_s": summary["cpu_seconds"],
         "train_wall_s": summary["seconds"], "datasets": summary["datasets"], "eval_wall_s": eval_wall,
         "load_average": [load_before, load_after]}, indent=2))
     verdict = "PASS" if c / n >= TARGET else "FAIL"
