@@ -40,6 +40,10 @@ INLINE_AFTER = 16
 INLINE_LIMIT_S = 0.005
 
 
+def _policy_failed(exc: Exception) -> ProtocolError:
+    return ProtocolError(INFERENCE_FAILED, f"the policy raised {type(exc).__name__}: {str(exc)[:300]}")
+
+
 @attrs.define
 class _Pending:
     request: Request
@@ -115,14 +119,10 @@ class Batcher:
             chunks, infer_ms = self._call([request.observation], request.reset)
         except Exception as exc:
             log.exception("policy call failed")
-            raise ProtocolError(INFERENCE_FAILED, f"the policy raised {type(exc).__name__}: {str(exc)[:300]}") from None
+            raise _policy_failed(exc) from None
         finally:
             self._serving = False
-        self._timed(infer_ms / 1000.0)
-        if self.on_batch is not None:
-            self.on_batch(1, infer_ms)
-        if len(chunks) != 1:
-            raise ProtocolError(BAD_POLICY_OUTPUT, f"the policy answered {len(chunks)} chunks for 1 observation")
+        self._called(1, chunks, infer_ms)
         return BatchResult(check_chunk(chunks[0], self.action_dim), infer_ms, 0.0, 1)
 
     async def submit(self, request: Request) -> BatchResult:
@@ -187,6 +187,14 @@ class Batcher:
             finally:
                 self._serving = False
 
+    def _called(self, n: int, chunks: list, infer_ms: float) -> None:
+        """Book a finished call of ``n`` observations; ProtocolError when it answered another count."""
+        self._timed(infer_ms / 1000.0)
+        if self.on_batch is not None:
+            self.on_batch(n, infer_ms)
+        if len(chunks) != n:
+            raise ProtocolError(BAD_POLICY_OUTPUT, f"the policy answered {len(chunks)} chunks for {n} observations")
+
     @staticmethod
     def _fail(batch: list[_Pending], error: BaseException) -> None:
         for pending in batch:
@@ -211,16 +219,11 @@ class Batcher:
                     await self._serve([pending])
                 return
             log.exception("policy call failed")
-            error = ProtocolError(INFERENCE_FAILED, f"the policy raised {type(exc).__name__}: {str(exc)[:300]}")
-            self._fail(batch, error)
+            self._fail(batch, _policy_failed(exc))
             return
-        self._timed(infer_ms / 1000.0)
-        if self.on_batch is not None:
-            self.on_batch(len(batch), infer_ms)
-        if len(chunks) != len(batch):
-            error = ProtocolError(
-                BAD_POLICY_OUTPUT, f"the policy answered {len(chunks)} chunks for {len(batch)} observations"
-            )
+        try:
+            self._called(len(batch), chunks, infer_ms)
+        except ProtocolError as error:
             self._fail(batch, error)
             return
         for pending, chunk in zip(batch, chunks):
