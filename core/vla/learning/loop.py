@@ -320,7 +320,10 @@ class LearnRun:
                 "rewarder": self.s.rewarder_url or self.s.rewarder, "noise": list(self.s.rewarder_noise or []) or None,
             }
         self._cpu0 = 0.0  # this process's CPU from its start: the calibration and start-up count too
-        self._learner_log = (self.out / "learner.jsonl").open("a", buffering=1)
+        learner_log = self.out / "learner.jsonl"
+        if saved is not None:
+            _keep_rounds_before(learner_log, self.trainer.generation)
+        self._learner_log = learner_log.open("a", buffering=1)
 
     # ================================================================ episodes on the arms
 
@@ -570,3 +573,15 @@ def read_audit(path: Path):
                     continue  # a line cut short by a kill
     except FileNotFoundError:
         return
+
+
+def _keep_rounds_before(log: Path, generation: int) -> None:
+    """Drop from the learner's log the episodes of rounds the checkpoint had not taken in (a killed run's
+    last round, which a resumed run plays again), so that the log holds what the learner learned from."""
+    if not log.exists():
+        return
+    kept = [line for line in log.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("generation", generation) < generation]
+    tmp = log.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, log)
