@@ -88,12 +88,15 @@ def nice(command: list[str], level: int) -> list[str]:
 
 
 def write_lab(args, lab: Path, checkpoint: Path | None = None) -> Path:
-    """A lab folder with one simulated arm at the bench's image size and control rate."""
+    """A lab folder with one simulated arm at the bench's image size and control rate: for recording
+    (the arm perturbed by --action-noise) or, with ``checkpoint``, for evaluating (never perturbed)."""
     (lab / "arms").mkdir(parents=True, exist_ok=True)
-    (lab / "arms" / "arm01.yaml").write_text(
+    arm = "arm01.yaml" if checkpoint is None else "arm01-eval.yaml"
+    noise = f"  action_noise: {args.action_noise:g}\n  action_noise_s: {args.action_noise_s:g}\n" if checkpoint is None else ""
+    (lab / "arms" / arm).write_text(
         "robot: sim\nconfig:\n"
         f"  task: {args.task}\n  control_hz: {args.hz:g}\n  cameras: [{args.cameras}]\n"
-        f"  image_height: {args.record_size}\n  image_width: {args.record_size}\n"
+        f"  image_height: {args.record_size}\n  image_width: {args.record_size}\n" + noise
     )
     plugins = {"scripted": {"control_hz": args.hz, "horizon": args.actions_per_chunk}}
     if checkpoint is not None:
@@ -102,7 +105,7 @@ def write_lab(args, lab: Path, checkpoint: Path | None = None) -> Path:
         "lab": "distill",
         "log_dir": "logs",
         "client": {"actions_per_chunk": args.actions_per_chunk, "chunk_size_threshold": args.threshold, "merge": args.merge},
-        "arms": {"arm01": "arms/arm01.yaml"},
+        "arms": {"arm01": f"arms/{arm}"},
         "plugins": plugins,
     }
     path = lab / ("vla.yaml" if checkpoint is None else "vla-eval.yaml")
@@ -262,6 +265,10 @@ def main() -> int:
     parser.add_argument("--hz", type=float, default=10.0)
     parser.add_argument("--source", choices=("scripted", "learn"), default="scripted",
                         help="who records: the scripted expert (vla run --record) or vla learn --record")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="radians: while recording, the sim arm drifts off the expert's path by a slowly varying "
+                             "offset of this size and the expert steers it back (DART); 0: perfect demonstrations")
+    parser.add_argument("--action-noise-s", type=float, default=0.5, help="the drift's correlation time (s)")
     parser.add_argument("--record-size", type=int, default=96, help="the sim cameras render SIZE x SIZE")
     parser.add_argument("--train-size", type=int, default=64, help="ACT trains on (and asks for) SIZE x SIZE frames; 0: as recorded")
     parser.add_argument("--threads", type=int, default=1,
@@ -296,7 +303,8 @@ def main() -> int:
         source = "vla learn --record (rewarder-approved episodes)"
     else:
         datasets = record(args, lab_config, args.work / "datasets")
-        source = "the scripted expert through vla serve + vla run --record"
+        source = "the scripted expert through vla serve + vla run --record" + (
+            f", the arm perturbed by {args.action_noise:g} rad (DART)" if args.action_noise else "")
     record_cpu = children_cpu_s() - cpu
     for dataset in datasets:
         info = json.loads((dataset / "meta" / "info.json").read_text())
@@ -338,7 +346,7 @@ def main() -> int:
         "steps": summary["steps"], "batch_size": summary["batch_size"], "epochs": summary["epochs"],
         "final_loss": summary["final_loss"], "loss_per_100_steps": summary.get("loss_per_100_steps"),
         "frames": summary["frames"], "source": source, "cameras": args.cameras, "record_size": args.record_size,
-        "train_size": args.train_size, "train_cpu_s": summary["cpu_seconds"],
+        "train_size": args.train_size, "action_noise": args.action_noise, "train_cpu_s": summary["cpu_seconds"],
         "train_wall_s": summary["seconds"], "datasets": summary["datasets"], "eval_wall_s": eval_wall,
         "load_average": [load_before, load_after]}, indent=2))
     verdict = "PASS" if c / n >= TARGET else "FAIL"

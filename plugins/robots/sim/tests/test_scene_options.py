@@ -194,3 +194,53 @@ def test_the_options_come_from_an_arm_file_through_the_plugins_config_class():
     cfg = structure(SimConfig, {"distractor": True, "lighting": [0.8, 1.2], "marker": False}, "arm.yaml", "config")
     assert cfg.distractor and cfg.lighting == [0.8, 1.2]
     assert SimConfig().distractor is False and SimConfig().lighting is None and SimConfig().marker is False
+
+
+# ------------------------------------------------------------------ action noise (DART recordings)
+
+
+def _hold_still(robot: SimRobot, seed: int, ticks: int = 30) -> np.ndarray:
+    """Joint positions while the arm is commanded to stay where the episode put it."""
+    robot.reset("lift", seed)
+    target = robot.joint_positions().astype(float)
+    seen = []
+    for _ in range(ticks):
+        robot.act(target)
+        seen.append(robot.joint_positions().copy())
+    return np.asarray(seen)
+
+
+def test_action_noise_drifts_the_arm_joints_per_seed_and_leaves_the_gripper_alone():
+    plain = SimRobot(SimConfig(cameras=["front"]))
+    noisy = SimRobot(SimConfig(cameras=["front"], action_noise=0.05, action_noise_s=0.3))
+    try:
+        still = _hold_still(plain, 4)
+        drift = _hold_still(noisy, 4)
+        off = np.abs(drift - still)
+        assert off[:, :-1].max() > 0.02  # the arm wanders a few centimetres' worth...
+        assert off[:, -1].max() < 1e-3  # ...the gripper is as commanded
+        np.testing.assert_array_equal(_hold_still(noisy, 4), drift)  # the same seed, the same noise
+        assert np.abs(_hold_still(noisy, 5) - drift)[:, :-1].max() > 1e-3
+        assert _hold_still(plain, 4)[:, :-1].std(axis=0).max() < 1e-3  # no noise: the arm holds still
+    finally:
+        plain.close()
+        noisy.close()
+
+
+def test_the_expert_steers_back_and_still_lifts_under_action_noise():
+    from vla_sim.config import ScriptedConfig
+    from vla_sim.expert import ScriptedPolicy
+
+    # as bench/distill_act.py records: 10 Hz, chunks of 10 asked for every 5 ticks
+    robot = SimRobot(SimConfig(cameras=["front"], control_hz=10, action_noise=0.02))
+    expert = ScriptedPolicy(ScriptedConfig(control_hz=10, horizon=10))
+    try:
+        results = [run_expert_episode(robot, expert, "lift", seed, execute=5) for seed in range(6)]
+        assert sum(results) >= 5, results
+    finally:
+        robot.close()
+
+
+def test_a_negative_action_noise_is_refused():
+    with pytest.raises(ValueError, match="action_noise"):
+        SimConfig(action_noise=-0.1)

@@ -33,6 +33,14 @@ class SimConfig:
     # A magenta calibration marker on the tool point (visual only: no collisions, no mass).
     # `vla calibrate camera` turns it on; no task uses magenta.
     marker: bool = False
+    # For recording corrective demonstrations (DART, Laskey et al. 2017): a slowly varying offset
+    # (Ornstein-Uhlenbeck, standard deviation action_noise radians, correlation time
+    # action_noise_s) added to the commanded arm joints before physics, the gripper left alone.
+    # The arm drifts off the expert's path and the expert, planning from where the arm is, steers
+    # it back; a recording keeps the command, so a policy learns the corrections. Drawn per
+    # episode seed.
+    action_noise: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    action_noise_s: float = attrs.field(default=0.5, validator=_positive)
 
     @lighting.validator
     def _check_lighting(self, attribute, value):

@@ -8,6 +8,7 @@ EGL (``MUJOCO_GL=egl``, which importing ``vla_sim`` chooses on Linux unless alre
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -31,6 +32,7 @@ from vla_sim.tasks import (
 
 # A pose above the table with the gripper tilted down, clear of every object's start position.
 HOME_Q = np.array(SO101.home)
+NOISE_STREAM = 0xDA27  # the action noise's random stream, apart from the layouts' and the lights'
 SETTLE_S = 0.15  # physics run after placing objects, so they rest before the episode starts
 
 
@@ -54,6 +56,8 @@ class SimRobot:
         self._seed: int | None = self.config.seed
         self._episode_started = False
         self.lighting_factor = 1.0  # this episode's light scale (SimConfig.lighting)
+        self._noise = np.zeros(len(self.joint_names) - 1)  # SimConfig.action_noise on the arm joints
+        self._noise_rng = np.random.default_rng()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,6 +153,8 @@ class SimRobot:
             d.qpos[a : a + 3] = (x, y, CUBE_HALF)
             d.qpos[a + 3 : a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
         self._set_lighting(1.0 if self.config.lighting is None else sample_lighting(seed, *self.config.lighting))
+        self._noise_rng = np.random.default_rng([NOISE_STREAM, 0 if seed is None else seed])
+        self._noise[:] = self._noise_rng.normal(0.0, self.config.action_noise, self._noise.shape)
         mj.mj_forward(m, d)
         for _ in range(int(round(SETTLE_S * self.control_hz * self.config.substeps))):
             mj.mj_step(m, d)
@@ -173,9 +179,19 @@ class SimRobot:
         if not np.all(np.isfinite(q)):
             raise ValueError(f"sim act: joint positions must be finite, got {q}")
         d = self.data
+        if self.config.action_noise > 0:
+            q = q.copy()
+            q[:-1] += self._drift()
         d.ctrl[self._act_ids] = np.clip(q, self._ctrl_lo, self._ctrl_hi)
         for _ in range(self.config.substeps):
             self._mj.mj_step(self._model, d)
+
+    def _drift(self) -> np.ndarray:
+        """This tick's offset of the arm joints: an Ornstein-Uhlenbeck step, stationary at action_noise."""
+        keep = math.exp(-1.0 / (self.control_hz * self.config.action_noise_s))
+        fresh = self._noise_rng.normal(0.0, self.config.action_noise * math.sqrt(1.0 - keep * keep), self._noise.shape)
+        self._noise = keep * self._noise + fresh
+        return self._noise
 
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].astype(np.float32)
