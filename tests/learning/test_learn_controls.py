@@ -122,6 +122,24 @@ def test_sigkill_then_resume_finishes_the_same_budget_with_the_same_choice(tmp_p
     assert runs["phase"] == "done" and len(runs["curve"]) == straight["generations"]
 
 
+def test_sigterm_stops_the_run_like_ctrl_c_says_how_to_resume_and_takes_the_arms_along(tmp_path, sim_calibration, kit):
+    out = tmp_path / "term"
+    out.mkdir()
+    args = ("--task", "lift", "--robot", "sim", "--arms", "2", "--budget", "50", "--heldout", "2", *kit.SMALL,
+            "--set-policy", f"calibration={sim_calibration}")
+    proc = subprocess.Popen([kit.VLA, "learn", "--out", str(out), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=kit.env(), cwd=tmp_path, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not _arm_processes(out):
+        time.sleep(0.1)
+    assert _arm_processes(out), proc.stderr.read()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "terminated (SIGTERM)" in stderr and "--resume" in stderr
+    assert not _arm_processes(out)
+
+
 def test_resume_without_a_checkpoint_and_a_second_run_in_the_same_folder_fail_clearly(tmp_path, sim_calibration, kit):
     out = tmp_path / "none"
     done = kit.vla_learn(out, "--task", "lift", "--robot", "sim", "--arms", "1", "--budget", "10", "--resume",

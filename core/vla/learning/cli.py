@@ -13,6 +13,7 @@ operator resets the scene before each episode and can pause (the arms hold) and 
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,14 @@ from pathlib import Path
 import click
 
 from vla.cli.common import lab_config
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it ends as Ctrl-C ends it: arms stopped, services closed."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
 
 
 def _pairs(values, option: str) -> dict:
@@ -141,9 +150,13 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
 
         operator = Operator(err)
     progress = LearnProgress(err)
+    previous = signal.signal(signal.SIGTERM, _terminated)  # kill, systemd, docker stop: as Ctrl-C
     try:
         with progress:
             result = LearnRun(settings, progress=progress, operator=operator, t0=t0).run()
+    except _Terminated:
+        err.print(f"terminated (SIGTERM); the last checkpoint is {out / 'checkpoint.json'} (continue with --resume)")
+        sys.exit(143)
     except LearningError as exc:
         err.print(f"[red]Error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -153,6 +166,8 @@ def learn(ctx, task, robot_name, n_arms, arm_ids, rewarder, rewarder_url, budget
     except KeyboardInterrupt:
         err.print(f"interrupted; the last checkpoint is {out / 'checkpoint.json'} (continue with --resume)")
         sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     h = result["heldout"]
     audited = "-" if h["audited_successes"] is None else f"{h['audited_successes']}/{h['episodes']}"
     reached = result["reached_80"]
