@@ -9,9 +9,8 @@ server apart).
     reply["actions"]  # (H, A) float32
 
 ``wss://`` URLs verify the server against the system's CA store, or against ``ca_file``.
-The websocket layer is picows, as on the server; replies are decoded in the callback that receives
-them. Requests go out as frames `vla.protocol.outgoing` writes: a 1.8 MB observation's frames are
-masked from their own memory into the frame, one pass instead of picows's two.
+The websocket layer is picows, as on the server: a 1.8 MB observation goes out with one copy
+into the masked frame and replies are decoded in the callback that receives them.
 """
 
 from __future__ import annotations
@@ -25,11 +24,10 @@ from typing import Any
 import numpy as np
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSProtocolError, WSTransport, ws_connect
 
-from vla.protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, decode_map
+from vla.protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, decode_map, encode
 from vla.protocol.errors import BAD_POLICY_OUTPUT, PolicyError, ProtocolError
 from vla.protocol.frames import MessageAssembler
 from vla.protocol.memory import keep_large_buffers
-from vla.protocol.outgoing import masked_frame
 from vla.protocol.messages import IMAGE_PREFIX
 
 UNAUTHORIZED = "unauthorized"
@@ -242,7 +240,7 @@ class PolicyClient:
                 raise ConnectionError(f"policy server connection {self.listener.closed.result()}")
             message = await self._prepare(obs)
             request_id = message.setdefault("request_id", next(self._ids)) if self.is_vla_server else None
-            self._send(message)
+            self.transport.send(WSMsgType.BINARY, encode(message))
             try:
                 return await self._receive(request_id)
             except asyncio.CancelledError:
@@ -251,13 +249,6 @@ class PolicyClient:
                 if request_id is None:
                     await self.close()
                 raise
-
-    def _send(self, message: dict[str, Any]) -> None:
-        """One masked frame straight onto the socket's transport: picows would mask a second copy."""
-        transport = self.transport
-        if transport.is_close_frame_sent or transport.is_disconnected:
-            raise ConnectionError("policy server connection closed")
-        transport.underlying_transport.write(masked_frame(message))
 
     async def _receive(self, request_id: int | None) -> dict[str, Any]:
         while True:
