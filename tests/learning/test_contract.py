@@ -179,3 +179,14 @@ def test_a_real_arm_gets_an_operator_reset_and_a_wall_clock_limit():
 
     time.sleep(0.06)
     assert robot.timed_out()
+
+
+def test_resuming_drops_the_unfinished_round_and_a_torn_line_from_the_learners_log(tmp_path):
+    from vla.learning.loop import _keep_rounds_before
+
+    log = tmp_path / "learner.jsonl"
+    rounds = "".join(json.dumps({"generation": g, "job": f"g{g}:{i}"}) + "\n" for g in range(3) for i in range(2))
+    log.write_text(rounds + '{"generation": 2, "jo')  # round 2 cut short mid-line by a SIGKILL
+    _keep_rounds_before(log, 2)  # the checkpoint had taken in rounds 0 and 1
+    assert [json.loads(line)["job"] for line in log.read_text().splitlines()] == ["g0:0", "g0:1", "g1:0", "g1:1"]
+    _keep_rounds_before(tmp_path / "absent.jsonl", 2)  # a run killed before its first episode

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import attrs
 import numpy as np
 
+from vla.atomicfile import write_atomic
 from vla.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla.learning.contract import EpisodeOutcome, LearningError, parameter_space
 from vla.learning.fleet import ArmProcess, check_episode_message
@@ -580,8 +581,11 @@ def _keep_rounds_before(log: Path, generation: int) -> None:
     last round, which a resumed run plays again), so that the log holds what the learner learned from."""
     if not log.exists():
         return
-    kept = [line for line in log.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line).get("generation", generation) < generation]
-    tmp = log.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, log)
+    kept = []
+    for line in log.read_text().splitlines(keepends=True):
+        try:
+            if json.loads(line).get("generation", generation) < generation:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except json.JSONDecodeError:
+            continue  # a line cut short by the kill
+    write_atomic(log, "".join(kept))
