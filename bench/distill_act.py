@@ -25,6 +25,7 @@ loop (about 1 cm at the first frame) but drifts closed loop into states the expe
 demonstrations never show.
 
     MUJOCO_GL=egl .venv/bin/python bench/distill_act.py --work /tmp/distill
+    .venv/bin/python bench/distill_act.py --work /tmp/dart --action-noise 0.02   # DART recordings
     .venv/bin/python bench/distill_act.py --work /tmp/distill --eval-step 6000   # a checkpoint on the way
     .venv/bin/python bench/distill_act.py --work /tmp/d2 --dataset rec/A --dataset rec/B
 """
