@@ -74,10 +74,16 @@ def _arm_processes(out: Path) -> list[int]:
     return pids
 
 
-def test_sigkill_then_resume_finishes_the_same_budget_with_the_same_choice(tmp_path, sim_calibration, kit):
-    budget = 50  # seven rounds of six: the kill lands well before the last, however fast the machine
-    args = ("--task", "lift", "--robot", "sim", "--arms", "2", "--budget", str(budget), "--heldout", "2", *kit.SMALL,
+BUDGET = 50  # seven rounds of six: a signal lands well before the last, however fast the machine
+
+
+def _long_run(kit, sim_calibration) -> tuple[str, ...]:
+    return ("--task", "lift", "--robot", "sim", "--arms", "2", "--budget", str(BUDGET), "--heldout", "2", *kit.SMALL,
             "--set-policy", f"calibration={sim_calibration}")
+
+
+def test_sigkill_then_resume_finishes_the_same_budget_with_the_same_choice(tmp_path, sim_calibration, kit):
+    budget, args = BUDGET, _long_run(kit, sim_calibration)
     killed = tmp_path / "killed"
     killed.mkdir()
     proc = subprocess.Popen([kit.VLA, "learn", "--out", str(killed), *args], stdout=subprocess.DEVNULL,
@@ -125,9 +131,7 @@ def test_sigkill_then_resume_finishes_the_same_budget_with_the_same_choice(tmp_p
 def test_sigterm_stops_the_run_like_ctrl_c_says_how_to_resume_and_takes_the_arms_along(tmp_path, sim_calibration, kit):
     out = tmp_path / "term"
     out.mkdir()
-    args = ("--task", "lift", "--robot", "sim", "--arms", "2", "--budget", "50", "--heldout", "2", *kit.SMALL,
-            "--set-policy", f"calibration={sim_calibration}")
-    proc = subprocess.Popen([kit.VLA, "learn", "--out", str(out), *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([kit.VLA, "learn", "--out", str(out), *_long_run(kit, sim_calibration)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=kit.env(), cwd=tmp_path, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None and not _arm_processes(out):
