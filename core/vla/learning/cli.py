@@ -29,6 +29,7 @@ class _Terminated(KeyboardInterrupt):
 
 
 def _terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
     raise _Terminated()
 
 
