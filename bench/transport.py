@@ -2,6 +2,9 @@
 answered by a 50x6 float32 chunk, on loopback. Compares:
 
   tcp floor      plain length-prefixed TCP, no framing or encoding beyond the raw bytes
+  ws floor       the same bytes as one websocket frame each way (picows on both ends, no
+                 encoding): what RFC 6455 itself costs, the client's masking and the
+                 server's unmasking of 1.8 MB, below which no websocket protocol can go
   openpi         openpi-client's WebsocketClientPolicy against a server that decodes and encodes
                  with openpi-client's msgpack_numpy, configured as openpi's server is
   vla raw        PolicyClient -> `vla serve` (PolicyServer + batcher + model thread), raw frames
@@ -117,6 +120,25 @@ def openpi_server(port_queue) -> None:
     asyncio.run(main())
 
 
+def ws_server(port_queue) -> None:
+    """Answers every binary message with the chunk's raw bytes, reading nothing of it."""
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    reply = np.zeros((HORIZON, ACTION_DIM), np.float32).tobytes()
+
+    class Echo(WSListener):
+        def on_ws_frame(self, transport, frame) -> None:
+            if frame.msg_type == WSMsgType.BINARY:
+                transport.send(WSMsgType.BINARY, reply)
+
+    async def main():
+        server = await ws_create_server(lambda _request: Echo(), "127.0.0.1", 0, max_frame_size=16 << 20)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 def vla_server(port_queue) -> None:
     from vla.builtins import TimedPolicyConfig
     from vla.serving.server import PolicyServer
@@ -169,6 +191,16 @@ def start(target, cpu: int | None = None) -> tuple[mp.Process, int]:
 # ------------------------------------------------------------------------------ clients
 
 
+def raw_parts(obs: dict) -> list:
+    """The observation as the floors send it: each frame's, the state's and the task's bytes."""
+    return [
+        memoryview(obs["observation.images.front"]).cast("B"),
+        memoryview(obs["observation.images.wrist"]).cast("B"),
+        memoryview(obs["observation.state"]).cast("B"),
+        obs["task"].encode(),
+    ]
+
+
 class TcpClient:
     def __init__(self, port: int, obs: dict):
         self.sock = socket.create_connection(("127.0.0.1", port))
@@ -177,13 +209,7 @@ class TcpClient:
         self.bytes = sum(len(p) for p in self._parts()) + 8 + 8 + HORIZON * ACTION_DIM * 4
 
     def _parts(self):
-        o = self.obs
-        return [
-            memoryview(o["observation.images.front"]).cast("B"),
-            memoryview(o["observation.images.wrist"]).cast("B"),
-            memoryview(o["observation.state"]).cast("B"),
-            o["task"].encode(),
-        ]
+        return raw_parts(self.obs)
 
     def round_trip(self) -> None:
         parts = self._parts()
@@ -193,6 +219,37 @@ class TcpClient:
         (size,) = struct.unpack("<Q", self.sock.recv(8, socket.MSG_WAITALL))
         actions = np.frombuffer(self.sock.recv(size, socket.MSG_WAITALL), np.float32).reshape(HORIZON, ACTION_DIM)
         assert actions.shape == (HORIZON, ACTION_DIM)
+
+
+class WsClient:
+    """The observation's raw bytes as one masked binary frame; the reply's arrival ends the trip."""
+
+    def __init__(self, port: int, obs: dict):
+        from picows import WSListener, WSMsgType, ws_connect
+
+        self.loop = asyncio.new_event_loop()
+        self.payload = b"".join(raw_parts(obs))
+        client = self
+
+        class Replies(WSListener):
+            def on_ws_frame(self, transport, frame) -> None:
+                if frame.msg_type == WSMsgType.BINARY:
+                    actions = np.frombuffer(frame.get_payload_as_bytes(), np.float32).reshape(HORIZON, ACTION_DIM)
+                    client.reply.set_result(actions)
+
+        self.binary = WSMsgType.BINARY
+        self.transport, _ = self.loop.run_until_complete(
+            ws_connect(Replies, f"ws://127.0.0.1:{port}", max_frame_size=16 << 20))
+        self.reply: asyncio.Future | None = None
+        self.bytes = len(self.payload) + 14 + HORIZON * ACTION_DIM * 4 + 4
+
+    async def _round_trip(self) -> None:
+        self.reply = self.loop.create_future()
+        self.transport.send(self.binary, self.payload)
+        assert (await self.reply).shape == (HORIZON, ACTION_DIM)
+
+    def round_trip(self) -> None:
+        self.loop.run_until_complete(self._round_trip())
 
 
 class OpenpiClient:
@@ -263,6 +320,8 @@ def client_main(conn, kind: str, port: int, jpeg_quality: int | None, cpu: int |
     obs = make_observation()
     if kind == "tcp":
         client = TcpClient(port, obs)
+    elif kind == "ws":
+        client = WsClient(port, obs)
     elif kind == "openpi":
         client = OpenpiClient(port, obs)
     else:
@@ -352,10 +411,11 @@ def main(argv=None) -> int:
     server_cpu, client_cpu = (SERVER_CPU, CLIENT_CPU) if pinned else (None, None)
     servers = {
         name: start(target, server_cpu)
-        for name, target in (("tcp", tcp_server), ("openpi", openpi_server), ("vla", vla_server))
+        for name, target in (("tcp", tcp_server), ("ws", ws_server), ("openpi", openpi_server), ("vla", vla_server))
     }
     specs = {
         "tcp floor": ("tcp", None),
+        "ws floor": ("ws", None),
         "openpi": ("openpi", None),
         "vla raw": ("vla", None),
     }
@@ -379,12 +439,17 @@ def main(argv=None) -> int:
     for name in names:
         per_run.add_column(name, justify="right")
     per_run.add_column("vla/tcp", justify="right")
+    per_run.add_column("vla/ws", justify="right")
     per_run.add_column("vla/openpi", justify="right")
-    floor_ratios, openpi_ratios = [], []
+    per_run.add_column("ws/openpi", justify="right")
+    floor_ratios, ws_ratios, openpi_ratios, ws_openpi_ratios = [], [], [], []
     for i, run in enumerate(runs, 1):
         floor_ratios.append(run["vla raw"]["median"] / run["tcp floor"]["median"])
+        ws_ratios.append(run["vla raw"]["median"] / run["ws floor"]["median"])
         openpi_ratios.append(run["vla raw"]["median"] / run["openpi"]["median"])
-        per_run.add_row(str(i), *(f"{run[n]['median']:.3f}" for n in names), f"{floor_ratios[-1]:.2f}", f"{openpi_ratios[-1]:.3f}")
+        ws_openpi_ratios.append(run["ws floor"]["median"] / run["openpi"]["median"])
+        per_run.add_row(str(i), *(f"{run[n]['median']:.3f}" for n in names), f"{floor_ratios[-1]:.2f}",
+                        f"{ws_ratios[-1]:.2f}", f"{openpi_ratios[-1]:.3f}", f"{ws_openpi_ratios[-1]:.3f}")
     console.print(per_run)
 
     samples = {n: [t for run in runs for t in run[n]["samples"]] for n in names}
@@ -401,6 +466,9 @@ def main(argv=None) -> int:
     console.print("servers on CPU %d, clients on CPU %d" % (SERVER_CPU, CLIENT_CPU) if pinned else "processes not pinned")
     console.print(f"vla/raw-TCP per run: {', '.join(f'{r:.2f}' for r in floor_ratios)}; "
                   f"vla/openpi per run: {', '.join(f'{r:.3f}' for r in openpi_ratios)}")
+    # what the websocket protocol alone (no encoding at all) reaches: the bound on any vla/openpi
+    console.print(f"websocket floor (medians over runs): ws/raw-TCP = {np.median([r['ws floor']['median'] / r['tcp floor']['median'] for r in runs]):.2f}, "
+                  f"ws/openpi = {np.median(ws_openpi_ratios):.3f}; vla/ws = {np.median(ws_ratios):.2f}", soft_wrap=True)
 
     if args.plot:
         import matplotlib
