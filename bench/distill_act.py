@@ -27,6 +27,8 @@ demonstrations never show.
     MUJOCO_GL=egl .venv/bin/python bench/distill_act.py --work /tmp/distill
     .venv/bin/python bench/distill_act.py --work /tmp/dart --action-noise 0.02   # DART recordings
     .venv/bin/python bench/distill_act.py --work /tmp/distill --eval-step 6000   # a checkpoint on the way
+    .venv/bin/python bench/distill_act.py --work /tmp/dart --action-noise 0.02 --steps 4000 \
+        --init-from /tmp/dart/act_8000/checkpoints/004000/pretrained_model   # 4,000 more steps after a stop
     .venv/bin/python bench/distill_act.py --work /tmp/d2 --dataset rec/A --dataset rec/B
 """
 
@@ -44,6 +46,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from vla_lerobot.trainer import continued_from
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 VLA = str(Path(sys.executable).parent / "vla")
@@ -218,6 +222,8 @@ def train(args, datasets: list[Path], out: Path) -> Path:
     act: dict = {"save_every": args.save_every}
     if args.train_size:
         act["image_size"] = [args.train_size, args.train_size]
+    if args.init_from:
+        act["init_from"] = str(args.init_from)
     config = out.parent / "train.yaml"
     config.write_text(json.dumps({"plugins": {"act": act}}))
     command = [VLA, "--config", str(config), "train", "--policy", "act"]
@@ -283,6 +289,9 @@ def main() -> int:
                         help="also keep a checkpoint every N steps (OUT/act_STEPS/checkpoints/), to evaluate a long run as it goes")
     parser.add_argument("--eval-step", type=int, default=0,
                         help="evaluate the run's checkpoint at this step (from --save-every) instead of its last")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from this checkpoint (an earlier run's .../pretrained_model) for --steps more "
+                             "steps, in OUT/act_STEPS_from_<its steps>; the figures printed are the runs' totals")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args()
     if args.fresh and args.work.exists():
@@ -312,17 +321,26 @@ def main() -> int:
         print(f"dataset {dataset}: {info['total_episodes']} episodes, {info['total_frames']} frames", flush=True)
 
     run_dir = args.work / f"act_{args.steps}"
+    if args.init_from:
+        if not (args.init_from / "model.safetensors").is_file():
+            raise SystemExit(f"--init-from {args.init_from}: no model.safetensors there (name a .../pretrained_model folder)")
+        earlier = continued_from(str(args.init_from), {"steps": 0, "epochs": 0.0, "cpu_seconds": 0.0, "seconds": 0.0})
+        run_dir = args.work / f"act_{args.steps}_from_{earlier.get('init_from_steps', args.init_from.parent.name)}"
     if args.eval_step:
         # a checkpoint the run left on its way (--save-every): the same weights a run of
         # --steps EVAL_STEP ends with, as ACT's learning rate does not depend on the total
         run_dir = run_dir / "checkpoints" / f"{args.eval_step:06d}"
         if not (run_dir / "pretrained_model" / "model.safetensors").is_file():
             raise SystemExit(f"no checkpoint at step {args.eval_step} in {run_dir.parent} (yet)")
-        eval_out = args.work / f"eval_{args.steps}@{args.eval_step}_{args.eval}"
+        eval_out = args.work / f"eval_{run_dir.parent.parent.name[4:]}@{args.eval_step}_{args.eval}"
     else:
         run_dir = train(args, datasets, run_dir)
-        eval_out = args.work / f"eval_{args.steps}_{args.eval}"
+        eval_out = args.work / f"eval_{run_dir.name[4:]}_{args.eval}"
     summary = json.loads((run_dir / "vla_train.json").read_text())
+    if args.init_from and "steps_total" not in summary:  # a checkpoint saved before vla_train.json kept totals
+        summary.update(continued_from(str(args.init_from), summary))
+    for key in ("steps", "epochs", "cpu_seconds", "seconds"):  # a continued run: the runs together
+        summary[key] = summary.get(f"{key}_total", summary[key])
     t0 = time.monotonic()
     results = evaluate(args, lab, run_dir / "pretrained_model", eval_out)
     eval_wall = time.monotonic() - t0

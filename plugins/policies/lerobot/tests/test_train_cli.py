@@ -375,3 +375,37 @@ def test_cameras_picks_the_cameras_the_policy_reads(tmp_path, policy_helpers):
     config.write_text("plugins:\n  act:\n    cameras: [top]\n")
     refused = CliRunner().invoke(cli, ["--config", str(config), *args, "--output", str(tmp_path / "bad")])
     assert refused.exit_code != 0 and "no camera top" in refused.output and "front, wrist" in refused.output
+
+
+@pytest.mark.lerobot
+def test_a_run_continued_from_a_checkpoint_records_where_it_started_and_the_totals(lerobot_dataset, tmp_path,
+                                                                                  policy_helpers):
+    """plugins.act.init_from on a checkpoint of `vla train`: the run starts from its weights, and
+    vla_train.json names it and adds the first run's steps, epochs and CPU time to its own."""
+    pytest.importorskip("lerobot")
+    first = tmp_path / "first"
+    args = ["train", "--policy", "act", "--dataset", str(lerobot_dataset), "--batch-size", "2",
+            *policy_helpers.cli_options(policy_helpers.TINY_ACT)]
+    result = CliRunner().invoke(cli, [*args, "--steps", "3", "--output", str(first)])
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "vla.yaml"
+    config.write_text(f"plugins:\n  act:\n    init_from: {first / 'pretrained_model'}\n")
+    second = tmp_path / "second"
+    # a learning rate of 0: what the second run saves is what it started from
+    result = CliRunner().invoke(cli, ["--config", str(config), *args, "--steps", "2", "--output", str(second),
+                                      "-o", "optimizer_lr=0", "-o", "optimizer_lr_backbone=0"])
+    assert result.exit_code == 0, result.output
+    one = json.loads((first / "vla_train.json").read_text())
+    two = json.loads((second / "vla_train.json").read_text())
+    assert "init_from" not in one
+    assert two["init_from"] == str(first / "pretrained_model")
+    assert two["steps"] == 2 and two["init_from_steps"] == 3 and two["steps_total"] == 5
+    assert two["epochs_total"] == pytest.approx(one["epochs"] + two["epochs"])
+    assert two["cpu_seconds_total"] == pytest.approx(one["cpu_seconds"] + two["cpu_seconds"])
+
+    from safetensors.numpy import load_file
+
+    w1, w2 = (load_file(str(d / "pretrained_model" / "model.safetensors")) for d in (first, second))
+    # batch norms' running statistics move without a learning rate; every weight must not
+    learned = [k for k in w1 if not k.endswith(("running_mean", "running_var"))]
+    assert learned and all(np.array_equal(w1[k], w2[k]) for k in learned)

@@ -297,6 +297,7 @@ class LeRobotTrainer:
                 "backbone_norm": "trained" if thawed else "frozen",
                 "options": {k: repr(v) for k, v in request.options.items()},
             }
+            summary.update(continued_from(self.config.init_from, summary))
             (folder / "vla_train.json").write_text(json.dumps(summary, indent=2))
             return checkpoint
 
@@ -332,6 +333,26 @@ class LeRobotTrainer:
         seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
         final = losses[-1] if losses else None  # the last step's, as printed
         return TrainResult(checkpoint=checkpoint, steps=step, final_loss=final, seconds=seconds, cpu_seconds=cpu_seconds)
+
+
+def continued_from(init_from: str | None, summary: dict) -> dict:
+    """What a run that started from ``init_from`` adds to its record: where it started and, when
+    that checkpoint is one of `vla train`'s (its vla_train.json beside it), the totals of the
+    runs together, so a CPU run continued after a stop still says how long it trained."""
+    if not init_from:
+        return {}
+    record: dict = {"init_from": init_from}
+    earlier = Path(init_from).parent / "vla_train.json"
+    try:
+        before = json.loads(earlier.read_text()) if Path(init_from).is_dir() else None
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and isinstance(before.get("steps"), int):
+        for key, field in (("steps_total", "steps"), ("epochs_total", "epochs"), ("cpu_seconds_total", "cpu_seconds"),
+                           ("seconds_total", "seconds")):
+            record[key] = before.get(key, before.get(field, 0)) + summary[field]
+        record["init_from_steps"] = before.get("steps_total", before["steps"])
+    return record
 
 
 def union_episode_bounds(metas, lengths: list[int]) -> tuple[list[int], list[int]]:
