@@ -33,6 +33,10 @@ class PolicyInfo:
     supports_rtc: bool = False
     max_batch: int = 1
     extra: dict[str, Any] = attrs.field(factory=dict)
+    # False promises that ``infer`` keeps no reference to the arrays it is given once it returns.
+    # The server may then hand a fast backend views of the received message instead of copies
+    # (vla.protocol.borrowed); it checks the promise after every such call.
+    keeps_inputs: bool = True
 
 
 @runtime_checkable

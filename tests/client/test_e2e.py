@@ -82,6 +82,8 @@ def test_server_client_and_arm_over_loopback(policy_server, arm_factory, merge):
 class SeeingPolicy(TimedPolicy):
     """The timed test policy, keeping the frames it was given."""
 
+    keeps_inputs = True
+
     frames: list
 
     def infer(self, batch):

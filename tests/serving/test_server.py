@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import websockets
 
+from vla.protocol import codec
+from vla.protocol.borrowed import borrows
 from vla.protocol.client import PolicyClient
 from vla.protocol.errors import PolicyError
 from vla.serving.server import PolicyServer
@@ -18,6 +20,8 @@ from vla.testing.policies import TimedPolicy, expected_chunk
 
 class RecordingPolicy(TimedPolicy):
     """TimedPolicy that keeps the observations it was given."""
+
+    keeps_inputs = True
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -423,3 +427,100 @@ def test_connections_over_the_cap_are_refused_with_503_and_the_others_go_on(help
                 await client.close()
 
     run_async(scenario())
+
+
+class FrameMean(TimedPolicy):
+    """Answers each observation with its front frame's mean in every action, and notes whether
+    the frame was a view of the received bytes (a bool: it keeps no array, as it promises)."""
+
+    keeps_inputs = False
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.borrowed: list[bool] = []
+
+    def infer(self, batch):
+        super().infer(batch)
+        out = []
+        for obs in batch:
+            frame = obs["observation.images.front"]
+            self.borrowed.append(borrows(frame))
+            out.append(np.full((self.config.horizon, 6), float(frame.mean()), np.float32))
+        return out
+
+
+def _frame_of(value: int, shape) -> np.ndarray:
+    frame = np.full(shape, value, np.uint8)
+    frame[0, 0, 0] = 255 - value  # not one value everywhere: a stale or mixed frame shows in the mean
+    return frame
+
+
+def test_a_fast_policy_reads_frames_in_place_and_requests_that_wait_keep_their_own(helpers, run_async):
+    """A lone client of an inline policy that keeps nothing is answered from views of the read
+    buffer; requests that have to wait (another arm active, requests pipelined on one connection)
+    are copied first, so frames arriving after them in the same buffer cannot change them."""
+    policy = FrameMean(helpers.small_policy().config)
+    shape = tuple(helpers.SMALL_CAMERAS["front"])
+
+    def expected(value):
+        return float(_frame_of(value, shape).mean())
+
+    async def scenario():
+        async with PolicyServer(policy, port=0, max_wait_ms=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            for i in range(24):
+                obs = helpers.observation([0.0] * 6) | {"observation.images.front": _frame_of(i, shape)}
+                reply = await client.infer(obs)
+                np.testing.assert_allclose(reply["actions"], expected(i), rtol=1e-6)
+            assert server.batcher.inline and server.borrow
+            assert policy.borrowed[-1], "the lone client's frames were copied"
+
+            # another arm active: requests go through the queue; one connection pipelines eight
+            await client.infer(helpers.observation([0.0] * 6))
+            async with websockets.connect(server.url, max_size=None) as ws:
+                codec.decode_map(await ws.recv())  # the metadata
+                values = [10 * k + 3 for k in range(8)]
+                for k, value in enumerate(values):
+                    obs = helpers.observation([0.0] * 6) | {"observation.images.front": _frame_of(value, shape),
+                                                            "request_id": k}
+                    await ws.send(bytes(codec.encode(obs)))
+                for k, value in enumerate(values):
+                    reply = codec.decode_map(await ws.recv())
+                    assert reply["request_id"] == k
+                    np.testing.assert_allclose(reply["actions"], expected(value), rtol=1e-6)
+            assert not all(policy.borrowed[-8:]), "waiting requests were not copied"
+            await client.close()
+
+    run_async(scenario())
+
+
+class Hoarder(FrameMean):
+    """Promises to keep nothing, and keeps every frame."""
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.kept: list[np.ndarray] = []
+
+    def infer(self, batch):
+        self.kept.extend(obs["observation.images.front"] for obs in batch)
+        return super().infer(batch)
+
+
+def test_a_policy_that_breaks_its_promise_is_named_and_gets_copies_from_then_on(helpers, run_async, caplog):
+    policy = Hoarder(helpers.small_policy().config)
+
+    async def scenario():
+        async with PolicyServer(policy, port=0, max_wait_ms=0) as server:
+            await server.wait_settled(5)
+            client = await PolicyClient.connect(server.url)
+            for i in range(30):
+                await client.infer(helpers.observation([0.01 * i] * 6, seed=i))
+            assert not server.borrow
+            first = policy.borrowed.index(True)
+            assert policy.borrowed[first + 1:] == [False] * (len(policy.borrowed) - first - 1)
+            await client.close()
+
+    with caplog.at_level("ERROR", logger="vla.serving"):
+        run_async(scenario())
+    assert any("keeps_inputs=False" in r.getMessage() and "timed" in r.getMessage() for r in caplog.records)

@@ -132,7 +132,7 @@ def _decode_ndarray(fields: dict) -> np.ndarray:
         raise ProtocolError(BAD_NDARRAY, "ndarray map: __ndarray__ must be true")
     data, shape = fields["data"], fields["shape"]
     dtype = check_dtype(fields["dtype"])
-    if not isinstance(data, bytes):
+    if not isinstance(data, (bytes, memoryview)):  # a memoryview only from vla.protocol.borrowed
         raise ProtocolError(BAD_NDARRAY, f"ndarray data must be bytes, got {type(data).__name__}")
     if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
         raise ProtocolError(BAD_NDARRAY, f"ndarray shape must be a list of at most {MAX_NDIM} sizes, got {shape!r:.80}")

@@ -17,9 +17,12 @@ is sent from the callback that completes it, with no task per request; with aiof
 installed picows also reads and writes through its Cython transport. A lone client of a fast
 policy does not even pass through the batcher's queue (``Batcher.try_direct``). What is left
 between vla and the raw-TCP floor (bench/transport.py) is mostly memory traffic the protocol
-asks for: the client masks the 1.8 MB (RFC 6455), the server unmasks it and copies the frames
-out of the read buffer, which picows reuses. HTTP requests on the same port (health,
-metrics) are answered at the handshake, as picows allows, and closed.
+asks for: the client masks the 1.8 MB (RFC 6455) and the server unmasks it. The frames are
+copied out of the read buffer, which picows reuses, only when they must outlive the callback:
+a backend that promises to keep nothing it is given (``PolicyInfo.keeps_inputs=False``) and
+is answered on the direct path reads views of the read buffer (vla.protocol.borrowed), and the
+promise is checked after each such call. HTTP requests on the same port (health, metrics) are
+answered at the handshake, as picows allows, and closed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from picows import (
 )
 
 from vla.protocol import PROTOCOL_VERSION
+from vla.protocol.borrowed import decode_map_borrowed, own_arrays, still_used
 from vla.protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, decode_map, encode
 from vla.protocol.errors import BAD_FRAME, ProtocolError
 from vla.protocol.frames import MessageAssembler
@@ -152,6 +156,7 @@ class PolicyServer:
         self.model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-model")
         self.decode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vla-decode")
         self.batcher: Batcher | None = None
+        self.borrow = False  # requests' arrays may be views of the read buffer (see the module's docstring)
         self._server: asyncio.Server | None = None
         self._sock = sock  # a listening socket bound by the caller, or None: bound in start()
         self._warmup_task: asyncio.Task | None = None
@@ -255,6 +260,7 @@ class PolicyServer:
                 on_batch=self._on_batch,
             )
             self.batcher.start()
+            self.borrow = not info.keeps_inputs
             self.lifecycle.ready()
             log_event(log, "ready", policy=info.name, url=self.url, max_batch=max_batch)
         except Exception as exc:
@@ -305,22 +311,35 @@ class PolicyServer:
     # ------------------------------------------------------------------ requests
 
     def prepare(self, raw: memoryview | bytes, connection: _Connection):
-        """Decode and check one message, inside the frame callback. Returns the checked request,
-        or an error reply; raises nothing."""
+        """Decode and check one message, inside the frame callback. Returns the checked request
+        (or an error reply) and weak references to the views of ``raw`` its arrays borrow;
+        raises nothing."""
         request_id = None
         try:
-            message = decode_map(raw, self.max_message_bytes)
+            if self.borrow and self.batcher.inline:  # only the direct path can use views
+                decoded = decode_map_borrowed(raw, self.max_message_bytes)
+                message, views = decoded.message, decoded.views
+            else:
+                message, views = decode_map(raw, self.max_message_bytes), []
             request_id = peek_request_id(message)
             if self.key_map:
                 message = {self.key_map.get(k, k): v for k, v in message.items()}
-            return check_request(message, self.metadata)
+            return check_request(message, self.metadata), views
         except ProtocolError as exc:
             connection.count_error(exc.code)
-            return make_error(exc.code, exc.message, request_id)
+            return make_error(exc.code, exc.message, request_id), []
         except Exception as exc:  # a bug of ours: report it, keep the connection and the server
             log.exception("unexpected error while checking a request")
             connection.count_error(INTERNAL_ERROR)
-            return make_error(INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}", request_id)
+            return make_error(INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}", request_id), []
+
+    def returned(self, views: list) -> None:
+        """Check, once a request's arrays may no longer be used, that nothing kept one: if the
+        backend did, it broke its promise (keeps_inputs=False); say so, and copy from now on."""
+        if self.borrow and still_used(views):
+            self.borrow = False
+            log.error("policy %s kept an array it was given although its PolicyInfo says keeps_inputs=False; "
+                      "requests are copied from now on (the array it kept shows a reused buffer)", self.name)
 
     async def decode_jpeg(self, request) -> None:
         loop = asyncio.get_running_loop()
@@ -418,6 +437,7 @@ class _Connection(WSListener):
         started = time.perf_counter()
         server = self.server
         server._last_request[id(self)] = started
+        views: list = []
         if not self._metadata_sent:
             # Clients wait for the metadata before they send; one that does not is told so.
             self.count_error("not_ready")
@@ -426,13 +446,18 @@ class _Connection(WSListener):
             self.count_error(BAD_FRAME)
             item = make_error(BAD_FRAME, "expected a binary msgpack frame, got a text frame")
         else:
-            item = server.prepare(data, self)  # decoded now: the read buffer is reused after this call
+            item, views = server.prepare(data, self)  # decoded now: the read buffer is reused after this call
         self._queue.append((item, started))
         if len(self._queue) > MAX_PIPELINED and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.underlying_transport.pause_reading()
         if not self._busy:
             self._next()
+        if views:
+            if self._busy or self._queue:  # not answered yet: it must outlive the read buffer
+                own_arrays(item.observation)
+            del item
+            server.returned(views)
 
     def _next(self) -> None:
         while self._queue and not self._busy:

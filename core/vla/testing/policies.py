@@ -48,6 +48,8 @@ def expected_chunk(
 class TimedPolicy:
     """A ``PolicyBackend`` whose batch call costs ``batch_cost_ms`` (+ ``item_cost_ms`` each)."""
 
+    keeps_inputs = False  # it keeps no observation; a subclass that does must say True
+
     def __init__(self, config: TimedPolicyConfig | None = None):
         self.config = config or TimedPolicyConfig()
         self._rng = random.Random(self.config.seed)
@@ -67,6 +69,7 @@ class TimedPolicy:
             horizon=c.horizon,
             supports_rtc=c.supports_rtc,
             max_batch=c.max_batch,
+            keeps_inputs=self.keeps_inputs,
         )
 
     def warmup(self) -> None:
