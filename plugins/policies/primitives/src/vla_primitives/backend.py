@@ -91,6 +91,7 @@ class PrimitivesBackend:
             supports_rtc=True,
             max_batch=16,
             extra={"control_hz": self.config.control_hz, "plan": "open loop per episode, from the first front frame"},
+            keeps_inputs=False,  # an episode keeps what it read from the frame, never the frame
         )
 
     def warmup(self) -> None:
