@@ -459,7 +459,7 @@ def test_a_fast_policy_reads_frames_in_place_and_requests_that_wait_keep_their_o
     """A lone client of an inline policy that keeps nothing is answered from views of the read
     buffer; requests that have to wait (another arm active, requests pipelined on one connection)
     are copied first, so frames arriving after them in the same buffer cannot change them."""
-    policy = FrameMean(helpers.small_policy().config)
+    policy = FrameMean(helpers.small_policy(fail_task="explode").config)
     shape = tuple(helpers.SMALL_CAMERAS["front"])
 
     def expected(value):
@@ -475,6 +475,10 @@ def test_a_fast_policy_reads_frames_in_place_and_requests_that_wait_keep_their_o
                 np.testing.assert_allclose(reply["actions"], expected(i), rtol=1e-6)
             assert server.batcher.inline and server.borrow
             assert policy.borrowed[-1], "the lone client's frames were copied"
+            # a failed call is no broken promise, though its traceback (logged) holds the frame for a while
+            with pytest.raises(PolicyError):
+                await client.infer(helpers.observation([0.0] * 6, task="explode"))
+            assert server.borrow
 
             # another arm active: requests go through the queue; one connection pipelines eight
             await client.infer(helpers.observation([0.0] * 6))

@@ -37,7 +37,7 @@ BORROW_FROM = 4096
 _U16, _U32, _U64 = struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
 _I8, _I16, _I32, _I64 = struct.Struct(">b"), struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
 _F32, _F64 = struct.Struct(">f"), struct.Struct(">d")
-# extension types: (header bytes, payload size or the struct that holds it)
+# fixext headers and the size of their payload (after the type byte)
 _FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 
 
@@ -185,7 +185,8 @@ class _Reader:
             n, pos = self._length(pos, b - 0xDE + 1)
             return self._map(pos, n, depth)
         if b == 0xCC:
-            return data[self._take(pos, 1) - 1], pos + 1
+            end = self._take(pos, 1)
+            return data[pos], end
         for code, fmt in ((0xCD, _U16), (0xCE, _U32), (0xCF, _U64), (0xD0, _I8), (0xD1, _I16), (0xD2, _I32),
                           (0xD3, _I64), (0xCA, _F32), (0xCB, _F64)):
             if b == code:

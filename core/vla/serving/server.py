@@ -370,6 +370,7 @@ class _Connection(WSListener):
         self._paused = False
         self._metadata_sent = False
         self._future: asyncio.Future | None = None  # the request in the batcher, if any
+        self._direct_failed = False  # the policy call for the message being received raised
         self._ok = server.metrics.requests.labels(arm, WS_ROUTE, "ok")
         self._latency = server.metrics.latency.labels(arm, WS_ROUTE)
 
@@ -438,6 +439,7 @@ class _Connection(WSListener):
         server = self.server
         server._last_request[id(self)] = started
         views: list = []
+        self._direct_failed = False
         if not self._metadata_sent:
             # Clients wait for the metadata before they send; one that does not is told so.
             self.count_error("not_ready")
@@ -457,7 +459,8 @@ class _Connection(WSListener):
             if self._busy or self._queue:  # not answered yet: it must outlive the read buffer
                 own_arrays(item.observation)
             del item
-            server.returned(views)
+            if not self._direct_failed:  # a failed call's traceback may hold its inputs for a while
+                server.returned(views)
 
     def _next(self) -> None:
         while self._queue and not self._busy:
@@ -479,6 +482,7 @@ class _Connection(WSListener):
         try:
             result = batcher.try_direct(request)
         except ProtocolError as exc:
+            self._direct_failed = True
             self.count_error(exc.code)
             self._finish(make_error(exc.code, exc.message, request.request_id))
             return
