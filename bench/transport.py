@@ -7,7 +7,9 @@ answered by a 50x6 float32 chunk, on loopback. Compares:
                  server's unmasking of 1.8 MB, below which no websocket protocol can go
   openpi         openpi-client's WebsocketClientPolicy against a server that decodes and encodes
                  with openpi-client's msgpack_numpy, configured as openpi's server is
-  vla raw        PolicyClient -> `vla serve` (PolicyServer + batcher + model thread), raw frames
+  vla raw        PolicyClient -> `vla serve` (PolicyServer + batcher + model thread), raw frames;
+                 the bench policy keeps nothing it is given (PolicyInfo.keeps_inputs=False), so
+                 a lone client's frames are read in place, not copied out of the read buffer
   vla jpeg       (with --jpeg) the same with JPEG frames (quality 90)
 
 Each server and each client runs in its own process (as each would be its own program). The
