@@ -26,8 +26,10 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from vla.protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, _decode_ndarray, _object_hook, _text_keys, decode_map
-from vla.protocol.errors import BAD_MESSAGE, BAD_MSGPACK, BAD_NDARRAY, TOO_LARGE, ProtocolError
+from vla.protocol.codec import (
+    DEFAULT_MAX_MESSAGE_BYTES, _decode_ndarray, _object_hook, _text_keys, check_map, check_size, decode_map,
+)
+from vla.protocol.errors import BAD_MSGPACK, BAD_NDARRAY, ProtocolError
 
 MAX_DEPTH = 32
 MAX_VALUES = 4096
@@ -95,8 +97,7 @@ def own_arrays(container: dict | list) -> None:
 
 def decode_map_borrowed(data: memoryview, max_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES) -> BorrowedMessage:
     """Decode a message that must be a map with text keys; its arrays borrow ``data``."""
-    if max_bytes is not None and len(data) > max_bytes:
-        raise ProtocolError(TOO_LARGE, f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    check_size(data, max_bytes)
     data = memoryview(data)
     if data.format != "B" or data.ndim != 1:
         data = data.cast("B")
@@ -116,12 +117,7 @@ def decode_map_borrowed(data: memoryview, max_bytes: int | None = DEFAULT_MAX_ME
         raise ProtocolError(BAD_MSGPACK, f"not valid msgpack: {type(exc).__name__}: {str(exc)[:120]}") from None
     if end != len(data):
         raise ProtocolError(BAD_MSGPACK, f"not valid msgpack: {len(data) - end} bytes after the message")
-    if not isinstance(message, dict):
-        raise ProtocolError(BAD_MESSAGE, f"a message must be a msgpack map, got {type(message).__name__}")
-    for key in message:
-        if not isinstance(key, str):
-            raise ProtocolError(BAD_MESSAGE, f"message keys must be text, got {key!r:.60}")
-    return BorrowedMessage(message, views)
+    return BorrowedMessage(check_map(message), views)
 
 
 class _Reader:

@@ -177,10 +177,14 @@ def _object_hook(obj: dict) -> Any:
     return obj
 
 
-def decode(data: bytes | bytearray | memoryview, max_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES) -> Any:
-    """Decode one msgpack message, turning ndarray maps into (read-only) arrays."""
+def check_size(data: bytes | bytearray | memoryview, max_bytes: int | None) -> None:
     if max_bytes is not None and len(data) > max_bytes:
         raise ProtocolError(TOO_LARGE, f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+
+
+def decode(data: bytes | bytearray | memoryview, max_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES) -> Any:
+    """Decode one msgpack message, turning ndarray maps into (read-only) arrays."""
+    check_size(data, max_bytes)
     try:
         return msgpack.unpackb(data, object_hook=_object_hook, raw=False, strict_map_key=True, use_list=True)
     except ProtocolError:
@@ -193,7 +197,11 @@ def decode(data: bytes | bytearray | memoryview, max_bytes: int | None = DEFAULT
 
 def decode_map(data: bytes | bytearray | memoryview, max_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES) -> dict:
     """Decode a message that must be a map with text keys."""
-    message = decode(data, max_bytes)
+    return check_map(decode(data, max_bytes))
+
+
+def check_map(message: Any) -> dict:
+    """``message`` if it is a map with text keys; ProtocolError otherwise."""
     if not isinstance(message, dict):
         raise ProtocolError(BAD_MESSAGE, f"a message must be a msgpack map, got {type(message).__name__}")
     for key in message:
