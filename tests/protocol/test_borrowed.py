@@ -177,3 +177,11 @@ def test_the_size_limit_holds():
     with pytest.raises(ProtocolError) as info:
         borrowed.decode_map_borrowed(data, max_bytes=len(data) - 1)
     assert info.value.code == "too_large"
+
+
+def test_extension_types_decode_as_msgpack_decodes_them():
+    """Neither protocol uses them; they are handed to msgpack, so the value (or refusal) is its own."""
+    for ext in (msgpack.ExtType(5, b"abc"), msgpack.ExtType(7, b"x" * 300), msgpack.ExtType(1, b"12345678")):
+        data = msgpack.packb({"e": ext, "image": {"__ndarray__": True, "data": b"\x01" * 5000, "dtype": "|u1",
+                                                 "shape": [5000]}})
+        _same(codec.decode_map(data), _borrowed(data))
